@@ -1,0 +1,100 @@
+# Runtime differences between CPython and MicroPython, in one place.
+#
+# Everything else in the library imports these names and stays plain Python
+# that both runtimes run.  Features are detected with try/except ImportError,
+# never by checking sys.implementation.
+
+try:
+    from micropython import const  # noqa: F401
+    MICROPYTHON = True
+except ImportError:
+    MICROPYTHON = False
+
+    def const(x):
+        return x
+
+
+# --- monotonic milliseconds -------------------------------------------------
+# The core never reads the clock: drivers pass now_ms() in.  On MicroPython
+# ticks_ms() wraps (2**30 ms, about 12 days), so it is folded into a counter
+# that never wraps; devices stay up for months.
+try:
+    from time import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff
+
+    _clock = [_ticks_ms(), 0]
+
+    def now_ms():
+        t = _ticks_ms()
+        _clock[1] += _ticks_diff(t, _clock[0])
+        _clock[0] = t
+        return _clock[1]
+
+except ImportError:
+    from time import monotonic as _monotonic
+
+    _start = _monotonic()
+
+    def now_ms():
+        return int((_monotonic() - _start) * 1000)
+
+
+# --- logging ------------------------------------------------------------------
+try:
+    import logging
+
+    getLogger = logging.getLogger
+except ImportError:  # bare MicroPython: a small stand-in with lazy formatting
+    class _Logger:
+        level = 30  # WARNING
+
+        def __init__(self, name):
+            self.name = name
+
+        def isEnabledFor(self, level):
+            return level >= _Logger.level
+
+        def log(self, level, msg, *args):
+            if level >= _Logger.level:
+                print("%s:%s:%s" % (_LEVEL_NAMES.get(level, level), self.name, msg % args if args else msg))
+
+        def debug(self, msg, *args):
+            self.log(10, msg, *args)
+
+        def info(self, msg, *args):
+            self.log(20, msg, *args)
+
+        def warning(self, msg, *args):
+            self.log(30, msg, *args)
+
+        def error(self, msg, *args):
+            self.log(40, msg, *args)
+
+        def exception(self, msg, *args):
+            self.log(40, msg, *args)
+
+    _LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR"}
+    _loggers = {}
+
+    def getLogger(name=None):
+        if name not in _loggers:
+            _loggers[name] = _Logger(name)
+        return _loggers[name]
+
+
+# --- CBOR ---------------------------------------------------------------------
+# cbor2 (C-accelerated) on CPython when installed, the project's own codec
+# elsewhere.  Both expose dumps/loads; tags are objects with .tag and .value.
+try:
+    from cbor2 import dumps as cbor_dumps, loads as _cbor2_loads, CBORTag as CBORTag
+    from cbor2 import CBORDecodeError as _Cbor2Error
+
+    def cbor_loads(data):
+        from .errors import DecodeError
+
+        try:
+            return _cbor2_loads(data)
+        except (_Cbor2Error, ValueError, TypeError, IndexError, OverflowError, RecursionError) as e:
+            raise DecodeError("malformed CBOR: %s" % e)
+
+except ImportError:
+    from .cbor import dumps as cbor_dumps, loads as cbor_loads, Tag as CBORTag  # noqa: F401

@@ -1,0 +1,48 @@
+# One exception hierarchy for the whole library.
+#
+# CloudError is the base of everything the library raises on purpose.  Errors
+# split like h11's: a LocalError means the caller misused the API (bad
+# argument, wrong value type), a RemoteError means the peer or the network
+# misbehaved (malformed packet, refused login, dropped link).  Messages never
+# carry secrets: no password, PIN or key material is ever formatted into them.
+
+
+class CloudError(Exception):
+    """Base class of every error raised by arduino_iot_cloud."""
+
+
+class LocalError(CloudError):
+    """The library was used in a way it does not support."""
+
+
+class ConfigError(LocalError, ValueError):
+    """A constructor argument or ssl_params entry is invalid."""
+
+
+class RemoteError(CloudError):
+    """The broker, the cloud or the network did something unexpected."""
+
+
+class DecodeError(RemoteError, ValueError):
+    """Bytes from the network could not be decoded (MQTT, CBOR, SenML, command)."""
+
+
+class ConnectRefused(RemoteError):
+    """The broker answered CONNECT with a non-zero CONNACK return code."""
+
+    REASONS = {
+        1: "unacceptable protocol version",
+        2: "client identifier rejected",
+        3: "server unavailable",
+        4: "bad username or password",
+        5: "not authorized",
+    }
+
+    def __init__(self, code):
+        self.code = code
+        reason = self.REASONS.get(code, "unknown reason")
+        super().__init__("connection refused by broker: %s (CONNACK code %d)" % (reason, code))
+
+
+class TransportError(RemoteError, OSError):
+    """The connection could not be opened, or was lost."""

@@ -1,0 +1,257 @@
+# ArduinoCloudClient: the public API (compatible with arduino-iot-cloud 1.4.1)
+# and the two drivers that run it.
+#
+# The client owns a Registry (properties and tasks), a DeviceSession (attach
+# and sync, sans-I/O) and an Engine (connection, MQTT, reconnects).  Drivers:
+#   - start() in async mode runs an asyncio loop: one network task that waits
+#     for the socket, a user write, or the next deadline, whichever is first,
+#     plus any coroutine the user added with create_task();
+#   - sync_mode=True: start() blocks until the device is attached, then the
+#     user calls update(), one bounded non-blocking step, from a polling loop.
+# Both drivers call the same _step(); neither holds protocol logic.
+# The constructor does no network I/O.
+
+import time
+
+from . import compat
+from .compat import getLogger, now_ms
+from .engine import Engine
+from .errors import ConfigError, LocalError
+from .records import RESERVED_NAMES, Composite, Property, Registry, Schedule, Task
+from .session import DeviceSession
+from .tls import TLSConfig
+from .version import __version__
+
+log = getLogger("arduino_iot_cloud.client")
+
+DEFAULT_SERVER = "iot.arduino.cc"
+PORT_PASSWORD = 8884
+PORT_CERTIFICATE = 8885
+
+
+def _text(value, what):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return str(value, "utf-8")
+    raise ConfigError("%s must be str or bytes" % what)
+
+
+def _getenv(name):
+    try:
+        from os import getenv
+    except ImportError:  # MicroPython boards have no environment
+        return None
+    return getenv(name) or None
+
+
+def _open_socket(host, port, tls, timeout):
+    from .transport import open_connection
+
+    return open_connection(host, port, tls, timeout)
+
+
+class ArduinoCloudClient:
+    """A device connected to the Arduino IoT Cloud.
+
+    device_id: the device's id (str or bytes).  username/password: basic auth
+    (port 8884); without a password, ssl_params must name a client key and
+    certificate (port 8885).  The environment variables ARDUINO_IOT_CLOUD_SERVER,
+    ARDUINO_IOT_CLOUD_PORT and ARDUINO_IOT_CLOUD_CA override server, port and
+    the CA, so an unchanged script can be pointed at a local broker.
+    """
+
+    def __init__(self, device_id, username=None, password=None, ssl_params=None, server=None,
+                 port=None, keepalive=10, ntp_server="pool.ntp.org", ntp_timeout=3,
+                 sync_mode=False, transport="socket", reconnect_cap=64.0):
+        device_id = _text(device_id, "device_id")
+        if not device_id:
+            raise ConfigError("device_id is required")
+        username = _text(username, "username")
+        password = _text(password, "password")
+        if password is not None and username is None:
+            username = device_id
+        if not 0 <= keepalive <= 300:
+            # The cloud's load balancer drops links idle for ~350 s.
+            raise ConfigError("keepalive must be between 0 and 300 seconds")
+        self.device_id = device_id
+        self.async_mode = not sync_mode
+        self.ntp_server = ntp_server
+        self.ntp_timeout = ntp_timeout
+        tls = TLSConfig(ssl_params, _getenv("ARDUINO_IOT_CLOUD_CA"))
+        if password is None and not tls.client_cert:
+            raise ConfigError("give a password, or a keyfile and certfile in ssl_params")
+        server = _getenv("ARDUINO_IOT_CLOUD_SERVER") or server or DEFAULT_SERVER
+        env_port = _getenv("ARDUINO_IOT_CLOUD_PORT")
+        if env_port:
+            port = int(env_port)
+        elif port is None:
+            port = PORT_PASSWORD if password is not None else PORT_CERTIFICATE
+        self.server = server
+        self.port = port
+        self.registry = Registry()
+        self.session = DeviceSession(device_id, self.registry, self,
+                                     "%s-%s" % (__version__, "async" if self.async_mode else "sync"))
+        from .backoff import Backoff
+
+        backoff = Backoff(cap_ms=int(reconnect_cap * 1000))
+        if transport == "socket":
+            opener = _open_socket
+        elif transport == "paho":
+            from .mqtt.paho import open_paho
+
+            opener = open_paho
+        else:
+            raise ConfigError("transport must be 'socket' or 'paho'")
+        self.engine = Engine(device_id, username, password, keepalive, server, port, tls,
+                             self.session, opener, backoff)
+        self._wake = None           # asyncio.Event in async mode
+        self._user_tasks = {}
+        self._running = False
+
+    # --- properties ------------------------------------------------------------
+    def register(self, aiotobj, coro=None, **kwargs):
+        """Register a property by name (value=, on_read=, on_write=, interval=),
+        or a ready-made Property, composite (Location, ...) or Task."""
+        if isinstance(aiotobj, str):
+            aiotobj = Property(aiotobj, **kwargs)
+        elif kwargs:
+            raise LocalError("keyword arguments are only for register(name, ...)")
+        if not isinstance(aiotobj, (Property, Task)):
+            raise LocalError("register() takes a name, a property or a Task")
+        if isinstance(aiotobj, Schedule):
+            aiotobj.clock = self._local_time
+        self.registry.add(aiotobj)
+        if coro is not None:
+            self.create_task(aiotobj.name, coro)
+        return aiotobj
+
+    def _local_time(self):
+        return int(time.time()) + self.session.tz_offset
+
+    def __getitem__(self, name):
+        if name in RESERVED_NAMES:
+            return self._protocol_value(name)
+        rec = self.registry.get(name)
+        return rec if isinstance(rec, Composite) else rec.value
+
+    def __setitem__(self, name, value):
+        rec = self.registry.get(name)
+        if isinstance(rec, Task):
+            raise LocalError("%s is a task, not a property" % name)
+        rec.set(value)
+        if rec.dirty and self._wake is not None:
+            self._wake.set()
+
+    def __contains__(self, name):
+        return name in self.registry or name in RESERVED_NAMES
+
+    def get(self, name, default=None):
+        if name in self:
+            value = self[name]
+            if value is not None:
+                return value
+        return default
+
+    def _protocol_value(self, name):
+        s = self.session
+        if name == "thing_id":
+            return s.thing_id
+        if name == "tz_offset":
+            return s.tz_offset
+        if name == "tz_dst_until":
+            return s.tz_dst_until
+        return None
+
+    @property
+    def connected(self):
+        """True when the device is attached to its thing and in sync."""
+        return self.session.ready
+
+    @property
+    def thing_id(self):
+        return self.session.thing_id
+
+    # --- the shared step --------------------------------------------------------
+    def _step(self, now):
+        engine = self.engine
+        if engine.due(now):
+            engine.connect(now)
+        deadline = engine.step(now, int(time.time()))
+        user_deadline = self.registry.run_due(self, now)
+        # Publish what the user callbacks just changed, without waiting.
+        if self.session.publish_changes():
+            engine.flush(now)
+        if user_deadline is not None and (deadline is None or user_deadline < deadline):
+            deadline = user_deadline
+        return deadline
+
+    # --- sync driver ---------------------------------------------------------------
+    def update(self):
+        """Sync mode: one bounded, non-blocking step (reads, timers, publishes)."""
+        if self.async_mode:
+            raise LocalError("update() is for sync_mode=True; in async mode use start()")
+        self._step(now_ms())
+
+    def _wait_sync(self, deadline, now):
+        # Block until the socket is readable or the deadline passes (start() only).
+        timeout = 1000 if deadline is None else max(0, min(deadline - now, 1000))
+        conn = self.engine.conn
+        if conn is None:
+            time.sleep(timeout / 1000)
+            return
+        compat.wait_readable_sync(conn.pollable(), timeout)
+
+    def start(self, interval=None, backoff=None):
+        """Async mode: run forever.  Sync mode: return once attached and in sync."""
+        if self.async_mode:
+            compat.run_async(self.run())
+            return
+        while not self.session.ready:
+            now = now_ms()
+            deadline = self._step(now)
+            if not self.session.ready:
+                self._wait_sync(deadline, now_ms())
+
+    def stop(self):
+        """Disconnect and make start() (async mode) return."""
+        self._running = False
+        if self._wake is not None:
+            self._wake.set()
+        self.engine.close()
+
+    # --- async driver ----------------------------------------------------------------
+    def create_task(self, name, coro, *args):
+        """Run a user coroutine beside the client (async mode)."""
+        if callable(coro):
+            coro = coro(*args)
+        self._user_tasks[name] = coro
+        if self._running:
+            self._user_tasks[name] = compat.asyncio.create_task(coro)
+
+    async def run(self):
+        """The async driver, for use inside a running event loop."""
+        if not self.async_mode:
+            raise LocalError("run() is for async mode")
+        asyncio = compat.asyncio
+        self._wake = asyncio.Event()
+        self._running = True
+        for name, coro in list(self._user_tasks.items()):
+            self._user_tasks[name] = asyncio.create_task(coro)
+        waiter = compat.IOWaiter(self._wake)
+        try:
+            while self._running:
+                now = now_ms()
+                deadline = self._step(now)
+                conn = self.engine.conn
+                timeout = 1000 if deadline is None else max(0, min(deadline - now_ms(), 60000))
+                if self.engine.pending_output():
+                    timeout = min(timeout, 5)
+                await waiter.wait(None if conn is None else conn, timeout)
+        finally:
+            waiter.close()
+            self._running = False
+            for task in self._user_tasks.values():
+                if hasattr(task, "cancel"):
+                    task.cancel()
+            self.engine.close()

@@ -1,0 +1,135 @@
+# The network engine both drivers share: one connection, its MQTT protocol,
+# the device session, and reconnects.  Every method returns promptly: reads
+# and writes are non-blocking, and the only wait is the bounded TCP/TLS
+# connect in connect().  Drivers decide when to call step() and how to wait.
+
+from .backoff import Backoff
+from .compat import getLogger
+from .errors import CloudError, ConnectRefused, RemoteError
+from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, MQTTProtocol
+
+log = getLogger("arduino_iot_cloud.engine")
+
+# At most this many reads per step, so one step stays bounded under a flood.
+_MAX_READS = 64
+
+
+class Engine:
+    def __init__(self, client_id, username, password, keepalive, host, port, tls, session,
+                 open_connection, backoff=None, connect_timeout=10.0):
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.session = session
+        self.mqtt = MQTTProtocol(client_id, username, password, keepalive)
+        self._open = open_connection
+        self.backoff = backoff or Backoff()
+        self.connect_timeout = connect_timeout
+        self.conn = None
+        self.next_attempt = 0
+        self.last_error = None
+        self._out = b""
+
+    @property
+    def connected(self):
+        return self.conn is not None
+
+    def due(self, now):
+        return self.conn is None and now >= self.next_attempt
+
+    def connect(self, now):
+        """One connect attempt; returns True when the socket is open."""
+        try:
+            self.conn = self._open(self.host, self.port, self.tls, self.connect_timeout)
+        except RemoteError as e:
+            self._failed(now, e)
+            return False
+        log.info("connected to %s:%d, logging in", self.host, self.port)
+        self.mqtt.connect(now)
+        self._out = b""
+        self.flush(now)
+        return True
+
+    def _failed(self, now, error):
+        self.last_error = error
+        wait = self.backoff.delay_after_failure(now)
+        self.next_attempt = now + wait
+        log.warning("%s; next attempt in %d ms", error, wait)
+
+    def drop(self, now, error):
+        """Close the connection after an error; schedule the next attempt."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self._out = b""
+        self.mqtt.connection_lost()
+        self.session.on_disconnected()
+        self._failed(now, error)
+
+    def close(self):
+        """Disconnect politely (DISCONNECT sent if possible)."""
+        if self.conn is not None:
+            self.mqtt.disconnect()
+            try:
+                self.flush(0)
+            except CloudError:
+                pass
+            self.conn.close()
+            self.conn = None
+        self.mqtt.connection_lost()
+        self.session.on_disconnected()
+
+    def step(self, now, unix_time=None):
+        """Read what is there, run timers, write what is queued.
+
+        Returns the next deadline (ms) or None.  Errors of the link drop the
+        connection and schedule a reconnect; they are not raised.
+        """
+        if self.conn is None:
+            return self.next_attempt
+        try:
+            self._read(now)
+            deadline = self.mqtt.poll(now)
+            if self.mqtt.connected:
+                d = self.session.poll(now, unix_time)
+                if d is not None and (deadline is None or d < deadline):
+                    deadline = d
+            self.flush(now)
+            return deadline
+        except ConnectRefused as e:
+            self.drop(now, e)
+        except RemoteError as e:
+            self.drop(now, e)
+        return self.next_attempt
+
+    def _read(self, now):
+        for _ in range(_MAX_READS):
+            data = self.conn.recv()
+            if data is None:
+                return
+            for event in self.mqtt.receive_data(data, now):
+                kind = event[0]
+                if kind == EV_MESSAGE:
+                    self.session.on_message(event[1], event[2], now)
+                elif kind == EV_CONNECTED:
+                    log.info("logged in to the broker")
+                    self.backoff.connected(now)
+                    self.last_error = None
+                    self.session.on_connected(self.mqtt, now)
+
+    def flush(self, now):
+        """Send queued bytes; what the socket does not take now stays queued."""
+        out = self._out
+        new = self.mqtt.data_to_send()
+        if new:
+            out = bytes(out) + bytes(new) if out else new
+        if not out or self.conn is None:
+            self._out = out
+            return
+        n = self.conn.send(out)
+        if n:
+            self.mqtt.sent(now)
+        self._out = out[n:] if n < len(out) else b""
+
+    def pending_output(self):
+        return bool(self._out)

@@ -1,0 +1,250 @@
+# Sans-I/O MQTT 3.1.1 client protocol.
+#
+# Theory of operation
+# -------------------
+# MQTTProtocol holds the state of one client connection and never touches a
+# socket or a clock.  The driver:
+#   1. calls connect(now) and sends data_to_send() once the socket is open;
+#   2. feeds every received chunk to receive_data(data, now), which returns a
+#      list of events (tuples, first item one of the EV_* kinds below);
+#   3. calls poll(now) at the latest by the deadline it returned last time;
+#      poll queues PINGREQ when the link has been quiet for keepalive seconds
+#      and raises TransportError when nothing came from the broker for
+#      1.5 x keepalive (a half-open connection);
+#   4. calls connection_lost() when the socket is gone.
+# Commands (publish, subscribe, ...) only append bytes to the outbound buffer.
+#
+# States: DISCONNECTED --connect--> CONNECTING --CONNACK 0--> CONNECTED
+#         any state --connection_lost / refused CONNACK--> DISCONNECTED
+# Rule 1: publish/subscribe/unsubscribe are legal only in CONNECTED.
+# Rule 2: QoS 1 publishes stay in flight until PUBACK, across reconnects; after
+#         the next CONNACK they are sent again, in their first order, with DUP.
+# Rule 3: packet ids run 1..65535, wrap to 1, and skip ids still in use.
+
+from ..compat import const
+from ..errors import ConnectRefused, DecodeError, LocalError, TransportError
+from . import packets as p
+
+DISCONNECTED = const(0)
+CONNECTING = const(1)
+CONNECTED = const(2)
+
+EV_CONNECTED = const(1)    # (EV_CONNECTED, session_present)
+EV_MESSAGE = const(2)      # (EV_MESSAGE, topic, payload, qos, retain)
+EV_PUBACK = const(3)       # (EV_PUBACK, pid)
+EV_SUBACK = const(4)       # (EV_SUBACK, pid, granted_qos_list)
+EV_UNSUBACK = const(5)     # (EV_UNSUBACK, pid)
+
+# How long the broker gets to answer CONNECT when keepalive is 0.
+_CONNECT_TIMEOUT_MS = const(10000)
+
+
+class MQTTProtocol:
+    def __init__(self, client_id, username=None, password=None, keepalive=10,
+                 max_packet_size=131072, max_inflight=32):
+        self.client_id = client_id
+        self._username = username
+        self._password = password
+        self.keepalive_ms = keepalive * 1000
+        self.keepalive = keepalive
+        self.max_inflight = max_inflight
+        self.state = DISCONNECTED
+        self._reader = p.PacketReader(max_packet_size)
+        self._out = bytearray()
+        self._next_pid = 0
+        self._inflight = {}        # pid -> encoded PUBLISH (QoS 1), awaiting PUBACK
+        self._inflight_order = []  # pids in the order they were first sent
+        self._pending = {}         # pid -> "sub"/"unsub" awaiting SUBACK/UNSUBACK
+        self._last_rx = 0
+        self._last_tx = 0
+
+    # --- connection life cycle ----------------------------------------------
+    def connect(self, now):
+        """Start a new connection: queue CONNECT.  The socket must be fresh."""
+        self._reader.reset()
+        self._out = bytearray(p.encode_connect(self.client_id, self._username, self._password,
+                                               self.keepalive))
+        self._pending = {}
+        self.state = CONNECTING
+        self._last_rx = now
+        self._last_tx = now
+
+    def connection_lost(self):
+        """The transport is gone.  In-flight publishes are kept for later."""
+        self.state = DISCONNECTED
+        self._out = bytearray()
+        self._pending = {}
+        self._reader.reset()
+
+    def disconnect(self):
+        """Queue DISCONNECT; the driver closes the socket after sending it."""
+        if self.state == CONNECTED:
+            self._out.extend(p.DISCONNECT)
+        self.state = DISCONNECTED
+
+    @property
+    def connected(self):
+        return self.state == CONNECTED
+
+    # --- outbound ------------------------------------------------------------
+    def data_to_send(self):
+        out = self._out
+        if not out:
+            return b""
+        self._out = bytearray()
+        return out
+
+    def _send(self, packet, now=None):
+        self._out.extend(packet)
+
+    def _allocate_pid(self):
+        pid = self._next_pid
+        for _ in range(65535):
+            pid = pid % 65535 + 1
+            if pid not in self._inflight and pid not in self._pending:
+                self._next_pid = pid
+                return pid
+        raise LocalError("no free MQTT packet id")
+
+    def can_publish(self):
+        """True when a QoS 1 publish would not exceed max_inflight."""
+        return self.state == CONNECTED and len(self._inflight) < self.max_inflight
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        """Queue a PUBLISH; returns its packet id (0 for QoS 0)."""
+        self._require_connected()
+        if qos not in (0, 1):
+            raise LocalError("only QoS 0 and 1 are supported")
+        pid = self._allocate_pid() if qos else 0
+        packet = p.encode_publish(topic, payload, qos, pid, retain)
+        if qos:
+            self._inflight[pid] = packet
+            self._inflight_order.append(pid)
+        self._send(packet)
+        return pid
+
+    def subscribe(self, topic, qos=1):
+        self._require_connected()
+        pid = self._allocate_pid()
+        self._pending[pid] = "sub"
+        self._send(p.encode_subscribe(pid, topic, qos))
+        return pid
+
+    def unsubscribe(self, topic):
+        self._require_connected()
+        pid = self._allocate_pid()
+        self._pending[pid] = "unsub"
+        self._send(p.encode_unsubscribe(pid, topic))
+        return pid
+
+    def inflight_count(self):
+        return len(self._inflight)
+
+    def _require_connected(self):
+        if self.state != CONNECTED:
+            raise LocalError("MQTT client is not connected")
+
+    # --- timers ---------------------------------------------------------------
+    def poll(self, now):
+        """Run the keepalive timers; return the next deadline (ms, same clock as now)."""
+        if self.state == DISCONNECTED:
+            return None
+        if self.state == CONNECTING:
+            limit = self.keepalive_ms * 3 // 2 if self.keepalive_ms else _CONNECT_TIMEOUT_MS
+            if now - self._last_rx >= limit:
+                raise TransportError("no CONNACK from the broker within %d ms" % limit)
+            return self._last_rx + limit
+        if not self.keepalive_ms:
+            return None
+        dead_at = self._last_rx + self.keepalive_ms * 3 // 2
+        if now >= dead_at:
+            raise TransportError("nothing received from the broker for %d ms; link presumed dead"
+                                 % (now - self._last_rx))
+        ping_at = self._last_tx + self.keepalive_ms
+        if now >= ping_at:
+            self._out.extend(p.PINGREQ)
+            self._last_tx = now
+            ping_at = now + self.keepalive_ms
+        return min(ping_at, dead_at)
+
+    def sent(self, now):
+        """The driver tells when bytes actually left, for the keepalive timer."""
+        self._last_tx = now
+
+    # --- inbound ---------------------------------------------------------------
+    def receive_data(self, data, now):
+        """Feed received bytes; returns a list of events.
+
+        Raises DecodeError for a malformed or unexpected packet and ConnectRefused
+        for a refused CONNACK; either way the connection must be closed.
+        """
+        if data:
+            self._reader.feed(data)
+            self._last_rx = now
+        events = []
+        while True:
+            packet = self._reader.next_packet()
+            if packet is None:
+                return events
+            self._handle(packet[0], packet[1], events)
+
+    def _handle(self, first, body, events):
+        kind = first & 0xF0
+        if kind == p.PUBLISH:
+            if self.state != CONNECTED:
+                raise DecodeError("PUBLISH before CONNACK")
+            topic, payload, qos, pid, retain, _dup = p.decode_publish(first, body)
+            if qos == 2:
+                raise DecodeError("PUBLISH with QoS 2, which this client never subscribes with")
+            if qos == 1:
+                self._out.extend(p.encode_puback(pid))
+            events.append((EV_MESSAGE, topic, payload, qos, retain))
+            return
+        if first & 0x0F:
+            raise DecodeError("MQTT packet 0x%02x has reserved flags set" % first)
+        if kind == p.CONNACK:
+            self._on_connack(body, events)
+        elif self.state != CONNECTED:
+            raise DecodeError("MQTT packet 0x%02x before CONNACK" % first)
+        elif kind == p.PUBACK:
+            pid = self._pid_of(body, "PUBACK")
+            if self._inflight.pop(pid, None) is not None:
+                self._inflight_order.remove(pid)
+                events.append((EV_PUBACK, pid))
+        elif kind == p.SUBACK:
+            pid = p.u16(body, 0)
+            if len(body) < 3:
+                raise DecodeError("SUBACK without return codes")
+            if self._pending.pop(pid, None) == "sub":
+                events.append((EV_SUBACK, pid, list(body[2:])))
+        elif kind == p.UNSUBACK:
+            pid = self._pid_of(body, "UNSUBACK")
+            if self._pending.pop(pid, None) == "unsub":
+                events.append((EV_UNSUBACK, pid))
+        elif kind == p.PINGRESP:
+            if body:
+                raise DecodeError("PINGRESP with a body")
+        else:
+            raise DecodeError("unexpected MQTT packet type 0x%02x from the broker" % first)
+
+    def _pid_of(self, body, name):
+        if len(body) != 2:
+            raise DecodeError("%s of %d bytes, expected 2" % (name, len(body)))
+        return p.u16(body, 0)
+
+    def _on_connack(self, body, events):
+        if self.state != CONNECTING:
+            raise DecodeError("unexpected CONNACK")
+        if len(body) != 2:
+            raise DecodeError("CONNACK of %d bytes, expected 2" % len(body))
+        code = body[1]
+        if code:
+            self.state = DISCONNECTED
+            raise ConnectRefused(code)
+        self.state = CONNECTED
+        # Rule 2: resend what the broker never acknowledged, oldest first.
+        for pid in self._inflight_order:
+            packet = p.set_dup(self._inflight[pid])
+            self._inflight[pid] = packet
+            self._out.extend(packet)
+        events.append((EV_CONNECTED, bool(body[0] & 1)))

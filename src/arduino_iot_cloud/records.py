@@ -1,0 +1,441 @@
+# Properties, composite types, tasks, and the registry that holds them.
+#
+# Theory of operation
+# -------------------
+# The registry is a dict of small record objects keyed by name, plus an index
+# of composite fields ("loc:lat" -> the Location record), so an incoming SenML
+# record is dispatched with one dict lookup whatever the number of properties.
+#
+# A record remembers whether the device changed it since it was last handed
+# to the network (`dirty`).  Only dirty records are published; a write from
+# the cloud touches only the records it names, so a local change to any other
+# property is never lost while a message is being applied.
+#
+# Last values (the cloud's stored copy, fetched after every attach) follow one
+# rule: a property the device changed and has not published yet keeps the
+# device's value (it is published next); every other property takes the
+# cloud's value.
+#
+# User callbacks run inside try/except: a failing callback is logged and
+# never unregisters its property or breaks the connection.
+
+from .compat import getLogger
+from .errors import LocalError
+
+log = getLogger("arduino_iot_cloud.records")
+
+# Names the protocol uses itself; a user property may not take them.
+RESERVED_NAMES = ("thing_id", "tz_offset", "tz_dst_until", "r:m")
+
+
+class ValueTypeError(LocalError, TypeError):
+    """A property was set to a value of a type it cannot hold."""
+
+
+def _call(fn, client, arg, has_arg):
+    # 1.4.1 calls on_run(client, args); later releases call on_run(client).
+    # Both kinds of scripts exist: pass args only to a callable that takes it.
+    if has_arg:
+        return fn(client, arg)
+    return fn(client)
+
+
+def _takes_two(fn):
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        func = getattr(fn, "__func__", None)  # bound method
+        code = getattr(func, "__code__", None)
+        if code is None:
+            return True  # MicroPython: no introspection, behave like 1.4.1
+        return code.co_argcount - 1 >= 2 or bool(code.co_flags & 0x04)
+    return code.co_argcount >= 2 or bool(code.co_flags & 0x04)
+
+
+def coerce(kind, value):
+    """Return value converted to kind (bool, int, float, str), or raise ValueTypeError.
+
+    Follows what the cloud sends: numbers may arrive as int for a float, as
+    an integral float for an int, and as 0/1 for a bool.
+    """
+    t = type(value)
+    if kind is None or t is kind:
+        return value
+    if kind is float and t is int:
+        return float(value)
+    if kind is int and t is float and value == int(value):
+        return int(value)
+    if kind is bool and t is int and value in (0, 1):
+        return value == 1
+    raise ValueTypeError("expected %s, got %s" % (kind.__name__, t.__name__))
+
+
+_KINDS = (bool, int, float, str, bytes)
+
+
+def kind_of(value):
+    t = type(value)
+    if t in _KINDS:
+        return t
+    raise ValueTypeError("unsupported property value type %s" % t.__name__)
+
+
+class Property:
+    """A plain property: bool, int, float, str or bytes."""
+
+    def __init__(self, name, value=None, on_read=None, on_write=None, interval=None):
+        if not isinstance(name, str) or not name or name in RESERVED_NAMES or ":" in name:
+            raise LocalError("invalid property name %r" % (name,))
+        self.name = name
+        self.kind = None if value is None else kind_of(value)
+        self.value = value
+        self.dirty = value is not None
+        self.on_read = on_read
+        self.on_write = on_write
+        self.interval_ms = int((1.0 if interval is None else interval) * 1000)
+        self.next_run = 0
+
+    def __repr__(self):
+        return "%s" % (self.value,)
+
+    @property
+    def initialized(self):
+        return self.value is not None
+
+    def set(self, value):
+        """A change made by the device; it will be published."""
+        if value is None:
+            raise ValueTypeError("property %s cannot be set to None" % self.name)
+        if self.kind is None:
+            self.kind = kind_of(value)
+        else:
+            try:
+                value = coerce(self.kind, value)
+            except ValueTypeError as e:
+                raise ValueTypeError("property %s: %s" % (self.name, e))
+        if value != self.value or self.value is None:
+            self.value = value
+            self.dirty = True
+
+    def apply_remote(self, field, value, last_values):
+        """Apply a value from the cloud.  Returns True if it changed anything."""
+        if last_values and self.dirty:
+            return False
+        value = coerce(self.kind, value)
+        if self.kind is None:
+            self.kind = type(value)
+        changed = value != self.value or self.value is None
+        self.value = value
+        self.dirty = False
+        return changed
+
+    def records(self):
+        return ((self.name, self.value),)
+
+    def run(self, client):
+        if self.on_read is not None:
+            value = self.on_read(client)
+            if value is not None:
+                self.set(value)
+
+    def written(self, client):
+        if self.on_write is not None:
+            self.on_write(client, self.value)
+
+
+class Composite(Property):
+    """A property made of named fields, sent as records "<name>:<field>"."""
+
+    FIELDS = ()  # ((field name, kind), ...)
+
+    def __init__(self, name, on_read=None, on_write=None, interval=None, value=None, **fields):
+        for key in fields:
+            if key not in self._kinds():
+                raise LocalError("%s has no field %r" % (type(self).__name__, key))
+        object.__setattr__(self, "_fields", {})
+        super().__init__(name, None, on_read, on_write, interval)
+        if isinstance(value, dict):
+            fields.update(value)
+        for field, kind in self.FIELDS:
+            v = fields.get(field)
+            self._fields[field] = None if v is None else self._check(field, kind, v)
+        self.kind = dict
+        self.value = self
+        self.dirty = self.initialized
+
+    @classmethod
+    def _kinds(cls):
+        return dict(cls.FIELDS)
+
+    def _check(self, field, kind, value):
+        try:
+            return coerce(kind, value)
+        except ValueTypeError as e:
+            raise ValueTypeError("property %s:%s: %s" % (self.name, field, e))
+
+    @property
+    def initialized(self):
+        for v in self._fields.values():
+            if v is None:
+                return False
+        return True
+
+    def __getattr__(self, attr):
+        fields = self.__dict__.get("_fields")
+        if fields is not None and attr in fields:
+            return fields[attr]
+        raise AttributeError("'%s' object has no attribute '%s'" % (type(self).__name__, attr))
+
+    def __setattr__(self, attr, value):
+        fields = self.__dict__.get("_fields")
+        if fields is not None and attr in fields:
+            self._set_field(attr, value)
+        else:
+            object.__setattr__(self, attr, value)
+
+    def __contains__(self, field):
+        return field in self._fields
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in self.as_dict().items()))
+
+    def __eq__(self, other):
+        if isinstance(other, Composite):
+            return self.as_dict() == other.as_dict()
+        if isinstance(other, dict):
+            return self.as_dict() == other
+        return NotImplemented
+
+    def as_dict(self):
+        return dict(self._fields)
+
+    def _set_field(self, field, value):
+        kind = self._kinds()[field]
+        value = self._check(field, kind, value)
+        if self._fields[field] != value or self._fields[field] is None:
+            self._fields[field] = value
+            self.dirty = True
+
+    def set(self, value):
+        if isinstance(value, Composite):
+            value = value.as_dict()
+        if not isinstance(value, dict):
+            raise ValueTypeError("property %s takes a dict of %s" % (self.name, ", ".join(self._fields)))
+        for field in value:
+            if field not in self._fields:
+                raise ValueTypeError("property %s has no field %r" % (self.name, field))
+        for field, v in value.items():
+            self._set_field(field, v)
+
+    def apply_remote(self, field, value, last_values):
+        if last_values and self.dirty:
+            return False
+        value = coerce(self._kinds()[field], value)
+        changed = self._fields[field] != value
+        self._fields[field] = value
+        self.dirty = False
+        return changed
+
+    def records(self):
+        # Composites are always sent whole, and only once every field is known.
+        if not self.initialized:
+            return ()
+        name = self.name
+        return tuple((name + ":" + f, v) for f, v in self._fields.items())
+
+    def written(self, client):
+        if self.on_write is not None:
+            self.on_write(client, self)
+
+
+class Task:
+    """User code run every `interval` seconds: on_run(client[, args])."""
+
+    def __init__(self, name, on_run=None, interval=1.0, args=None, **kwargs):
+        if on_run is None or not callable(on_run):
+            raise LocalError("Task %r needs a callable on_run" % (name,))
+        if kwargs:
+            raise LocalError("Task got unexpected arguments: %s" % ", ".join(kwargs))
+        self.name = name
+        self.on_run = on_run
+        self.args = args
+        self.interval_ms = int(interval * 1000)
+        self.next_run = 0
+        self._pass_args = args is not None or _takes_two(on_run)
+        self.dirty = False
+
+    def run(self, client):
+        _call(self.on_run, client, self.args, self._pass_args)
+
+    def records(self):
+        return ()
+
+
+class Registry:
+    """Records by name, with composite fields indexed for O(1) dispatch."""
+
+    def __init__(self):
+        self.records = {}      # name -> Property / Composite / Task
+        self._fields = {}      # "name:field" -> Composite
+        self._runnable = []    # records with on_read or on_run, in registration order
+
+    def add(self, record):
+        if record.name in self.records:
+            raise LocalError("%r is already registered" % record.name)
+        self.records[record.name] = record
+        if isinstance(record, Composite):
+            for field in record._fields:
+                self._fields[record.name + ":" + field] = record
+        if isinstance(record, Task) or record.on_read is not None:
+            self._runnable.append(record)
+
+    def __contains__(self, name):
+        return name in self.records
+
+    def get(self, name):
+        return self.records[name]
+
+    def lookup(self, name, short_name=None):
+        """Return (record, field) for an incoming SenML name, or (None, None)."""
+        rec = self.records.get(name)
+        if rec is not None and not isinstance(rec, (Composite, Task)):
+            return rec, None
+        rec = self._fields.get(name)
+        if rec is not None:
+            return rec, name[len(rec.name) + 1:]
+        if short_name is not None:
+            return self.lookup(short_name)
+        return None, None
+
+    def apply(self, decoded, client, last_values=False):
+        """Apply decoded SenML records (name, short_name, value, time).
+
+        Records of unknown names or of the wrong type are logged and skipped;
+        the rest of the message still applies.  on_write runs once per
+        touched property, after the whole message is applied.
+        """
+        touched = []
+        for name, short_name, value, _t in decoded:
+            if value is None:
+                continue
+            rec, field = self.lookup(name, short_name)
+            if rec is None:
+                log.warning("ignoring value for unknown property %s", name)
+                continue
+            try:
+                changed = rec.apply_remote(field, value, last_values)
+            except ValueTypeError as e:
+                log.error("ignoring value for property %s: %s", name, e)
+                continue
+            if (changed or not last_values) and rec not in touched:
+                touched.append(rec)
+        for rec in touched:
+            if isinstance(rec, Composite) and not rec.initialized:
+                continue
+            try:
+                rec.written(client)
+            except Exception as e:  # a user callback: isolate it
+                log.error("on_write of %s raised %s: %s", rec.name, type(e).__name__, e)
+        return touched
+
+    def changes(self):
+        """Collect (name, value) pairs of dirty records and mark them clean."""
+        out = []
+        for rec in self.records.values():
+            if rec.dirty:
+                recs = rec.records()
+                if recs:
+                    out.extend(recs)
+                    rec.dirty = False
+        return out
+
+    def has_changes(self):
+        for rec in self.records.values():
+            if rec.dirty and rec.records():
+                return True
+        return False
+
+    def run_due(self, client, now):
+        """Run on_read / on_run of records whose interval elapsed; return next deadline."""
+        deadline = None
+        for rec in self._runnable:
+            if now >= rec.next_run:
+                rec.next_run = now + rec.interval_ms
+                try:
+                    rec.run(client)
+                except Exception as e:  # a user callback: isolate it
+                    log.error("%s of %s raised %s: %s", "on_run" if isinstance(rec, Task) else "on_read",
+                              rec.name, type(e).__name__, e)
+            if deadline is None or rec.next_run < deadline:
+                deadline = rec.next_run
+        return deadline
+
+
+class Location(Composite):
+    FIELDS = (("lat", float), ("lon", float))
+
+
+class Color(Composite):
+    FIELDS = (("hue", float), ("sat", float), ("bri", float))
+
+
+class ColoredLight(Composite):
+    FIELDS = (("swi", bool), ("hue", float), ("sat", float), ("bri", float))
+
+
+class DimmedLight(Composite):
+    FIELDS = (("swi", bool), ("bri", float))
+
+
+class Television(Composite):
+    FIELDS = (("swi", bool), ("vol", int), ("mut", bool), ("pbc", int), ("inp", int), ("cha", int))
+    PLAYBACK_FASTFORWARD = 0
+    PLAYBACK_NEXT = 1
+    PLAYBACK_PAUSE = 2
+    PLAYBACK_PLAY = 3
+    PLAYBACK_PREVIOUS = 4
+    PLAYBACK_REWIND = 5
+    PLAYBACK_STARTOVER = 6
+    PLAYBACK_STOP = 7
+    PLAYBACK_NONE = 255
+
+
+class Schedule(Composite):
+    """A schedule set from the dashboard; `active` tells whether it is on now.
+
+    on_active(client, schedule) runs when the schedule becomes active.  The
+    driver evaluates it every interval against the wall clock plus the
+    cloud's timezone offset.
+    """
+
+    FIELDS = (("frm", int), ("to", int), ("len", int), ("msk", int))
+
+    def __init__(self, name, on_active=None, **kwargs):
+        super().__init__(name, **kwargs)
+        self.on_active = on_active
+        self.active = False
+        self.clock = None  # set by the client: returns local unix time in seconds
+        if self.on_read is None:
+            self.on_read = self._evaluate
+
+    def _evaluate(self, client):
+        if not self.initialized or self.clock is None:
+            return None
+        now = self.clock()
+        active = self.is_active(now)
+        if active and not self.active and self.on_active is not None:
+            self.on_active(client, self)
+        self.active = active
+        return None
+
+    def is_active(self, now):
+        """One-shot and fixed-interval schedules, per the msk layout of PROTOCOL.md."""
+        frm, to, length, msk = self.frm, self.to, self.len, self.msk
+        if now < frm or (to and now >= to):
+            return False
+        kind = (msk >> 26) & 0x0F
+        if kind == 1:  # fixed interval: repeats every N units
+            unit = (1, 60, 3600, 86400)[(msk >> 30) & 0x03]
+            period = (msk & 0x03FFFFFF) * unit
+            if period:
+                return (now - frm) % period < length
+        return now < frm + length

@@ -1,0 +1,183 @@
+# TLS set-up, in one module: which CA, which client credentials, which checks.
+#
+# ssl_params is the dict 1.4.1 scripts pass.  Every key it read is honoured,
+# plus the ones its own CI script passed but it silently ignored (cert_reqs,
+# ca_certs, use_hsm); an unknown key is an error, so a misspelling cannot
+# silently turn a check off.  Verification is on by default (CA + hostname);
+# turning it off needs verify_mode=ssl.CERT_NONE and logs a warning.
+#
+# The CA is, in order: the file named by ARDUINO_IOT_CLOUD_CA (for a local
+# broker), cafile/ca_certs/cadata from ssl_params, or the cloud's CA shipped
+# in cadata.py.  Keys and certificates may be PEM or DER files on both
+# runtimes (PEM is converted to DER for MicroPython, whose TLS takes DER only).
+# Keys held in hardware are named by URI: "pkcs11:..." (CPython, M2Crypto)
+# or "se05x:token=0x..." (MicroPython boards with an SE05x).
+
+import ssl
+from binascii import a2b_base64
+
+from .compat import MICROPYTHON as _MICROPYTHON, getLogger
+from .errors import ConfigError
+
+log = getLogger("arduino_iot_cloud.tls")
+
+KNOWN_KEYS = ("keyfile", "certfile", "cafile", "ca_certs", "cadata", "ciphers", "verify_mode",
+              "cert_reqs", "server_hostname", "engine_path", "module_path", "pin", "use_hsm")
+
+CERT_NONE = getattr(ssl, "CERT_NONE", 0)
+CERT_REQUIRED = getattr(ssl, "CERT_REQUIRED", 2)
+
+
+def pem_to_der(data):
+    """Return the DER bytes of the first PEM block in data (bytes)."""
+    begin = data.find(b"-----BEGIN")
+    if begin < 0:
+        return data  # already DER
+    start = data.find(b"\n", begin) + 1
+    end = data.find(b"-----END", start)
+    if start <= 0 or end < 0:
+        raise ConfigError("malformed PEM data")
+    return a2b_base64(data[start:end].replace(b"\r", b"").replace(b"\n", b""))
+
+
+def read_file(path, what):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError("cannot read %s file %s: %s" % (what, path, e))
+
+
+class TLSConfig:
+    """Validated TLS settings; wrap(sock, host) opens the TLS session."""
+
+    def __init__(self, ssl_params=None, ca_override=None):
+        params = dict(ssl_params or {})
+        for key in params:
+            if key not in KNOWN_KEYS:
+                raise ConfigError("unknown ssl_params key %r (known: %s)" % (key, ", ".join(KNOWN_KEYS)))
+        self.keyfile = params.get("keyfile")
+        self.certfile = params.get("certfile")
+        self.ciphers = params.get("ciphers")
+        self.server_hostname = params.get("server_hostname")
+        self.engine_path = params.get("engine_path")
+        self.module_path = params.get("module_path")
+        self._pin = params.get("pin")
+        verify = params.get("verify_mode", params.get("cert_reqs", CERT_REQUIRED))
+        if verify not in (CERT_NONE, CERT_REQUIRED, getattr(ssl, "CERT_OPTIONAL", 1)):
+            raise ConfigError("verify_mode must be ssl.CERT_REQUIRED or ssl.CERT_NONE")
+        self.verify = verify != CERT_NONE
+        if not self.verify:
+            log.warning("TLS server verification is OFF: the broker's identity is not checked")
+        if (self.keyfile is None) != (self.certfile is None):
+            raise ConfigError("ssl_params needs both keyfile and certfile for client certificates")
+        self.hardware = None
+        if isinstance(self.keyfile, str):
+            if self.keyfile.startswith("pkcs11:"):
+                self.hardware = "pkcs11"
+            elif self.keyfile.startswith("se05x:"):
+                self.hardware = "se05x"
+        if params.get("use_hsm") and self.hardware != "pkcs11":
+            raise ConfigError("use_hsm needs keyfile to be a pkcs11: URI")
+        # The CA, as DER bytes or as a PEM file path (CPython only needs the path).
+        if ca_override:
+            self.cafile, self.cadata = ca_override, None
+        else:
+            self.cafile = params.get("cafile", params.get("ca_certs"))
+            self.cadata = params.get("cadata")
+            if self.cafile is None and self.cadata is None:
+                from .cadata import CADATA
+
+                self.cadata = CADATA
+
+    @property
+    def client_cert(self):
+        return self.keyfile is not None
+
+    def __repr__(self):
+        # Never show the PIN.
+        return "TLSConfig(verify=%s, client_cert=%s, hardware=%s)" % (self.verify, self.client_cert,
+                                                                        self.hardware)
+
+    def ca_der(self):
+        if self.cafile is not None:
+            return pem_to_der(read_file(self.cafile, "CA"))
+        return pem_to_der(self.cadata) if isinstance(self.cadata, bytes) else self.cadata
+
+    def wrap(self, sock, host):
+        """Wrap a connected socket; returns the TLS socket (blocking handshake)."""
+        hostname = self.server_hostname or host
+        if self.hardware == "pkcs11":
+            try:
+                from .pkcs11 import wrap_pkcs11
+            except ImportError as e:
+                raise ConfigError("PKCS#11 keys need M2Crypto (pip install arduino-iot-cloud[pkcs11]): %s" % e)
+            return wrap_pkcs11(sock, hostname, self, self._pin)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if hasattr(ctx, "check_hostname"):
+            ctx.check_hostname = self.verify
+        ctx.verify_mode = CERT_REQUIRED if self.verify else CERT_NONE
+        if self.verify:
+            if hasattr(ctx, "load_verify_locations") and self.cafile is not None and not _MICROPYTHON:
+                ctx.load_verify_locations(cafile=self.cafile)
+            else:
+                ctx.load_verify_locations(cadata=self.ca_der())
+        if self.ciphers is not None:
+            ctx.set_ciphers(self.ciphers)
+        if self.hardware == "se05x":
+            from .se05x import load_se05x
+
+            load_se05x(ctx, self.keyfile, self.certfile)
+        elif self.keyfile is not None:
+            self._load_cert_chain(ctx)
+        return ctx.wrap_socket(sock, server_hostname=hostname)
+
+    def _load_cert_chain(self, ctx):
+        if _MICROPYTHON:
+            # mbedTLS takes DER only: convert PEM files here.
+            key = pem_to_der(read_file(self.keyfile, "key"))
+            cert = pem_to_der(read_file(self.certfile, "certificate"))
+            ctx.load_cert_chain(cert, key)
+            return
+        cert = read_file(self.certfile, "certificate")
+        key = read_file(self.keyfile, "key")
+        if b"-----BEGIN" in cert and b"-----BEGIN" in key:
+            ctx.load_cert_chain(self.certfile, self.keyfile)
+            return
+        # CPython loads PEM files only: DER is re-encoded as PEM in a private
+        # temporary file that is removed as soon as it has been read.
+        import os
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".pem")
+        try:
+            os.write(fd, _as_pem(cert, b"CERTIFICATE") + _as_pem(key, _der_key_label(key)))
+            os.close(fd)
+            fd = None
+            ctx.load_cert_chain(path)
+        finally:
+            if fd is not None:
+                os.close(fd)
+            os.remove(path)
+
+
+def _as_pem(data, label):
+    if b"-----BEGIN" in data:
+        return data if data.endswith(b"\n") else data + b"\n"
+    from binascii import b2a_base64
+
+    body = b2a_base64(data).replace(b"\n", b"")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return b"-----BEGIN " + label + b"-----\n" + b"\n".join(lines) + b"\n-----END " + label + b"-----\n"
+
+
+def _der_key_label(key):
+    # SEC1 EC keys start with version 1; PKCS#8 with version 0 and an
+    # AlgorithmIdentifier sequence; PKCS#1 RSA with version 0 and an integer.
+    at = 2 + (key[1] & 0x7F if key[1] & 0x80 else 0) if len(key) > 2 else 0
+    version = key[at:at + 3]
+    if version == b"\x02\x01\x01":
+        return b"EC PRIVATE KEY"
+    if version == b"\x02\x01\x00" and key[at + 3:at + 4] == b"\x02":
+        return b"RSA PRIVATE KEY"
+    return b"PRIVATE KEY"

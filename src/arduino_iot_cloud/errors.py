@@ -5,6 +5,10 @@
 # argument, wrong value type), a RemoteError means the peer or the network
 # misbehaved (malformed packet, refused login, dropped link).  Messages never
 # carry secrets: no password, PIN or key material is ever formatted into them.
+#
+# On CPython some classes also derive from the matching built-in (ValueError,
+# OSError, TypeError) so that generic handlers catch them.  MicroPython cannot
+# combine two built-in exception bases, so there they derive from ours only.
 
 
 class CloudError(Exception):
@@ -15,16 +19,24 @@ class LocalError(CloudError):
     """The library was used in a way it does not support."""
 
 
-class ConfigError(LocalError, ValueError):
-    """A constructor argument or ssl_params entry is invalid."""
+try:
+    class ConfigError(LocalError, ValueError):
+        """A constructor argument or ssl_params entry is invalid."""
+except TypeError:  # MicroPython
+    class ConfigError(LocalError):
+        """A constructor argument or ssl_params entry is invalid."""
 
 
 class RemoteError(CloudError):
     """The broker, the cloud or the network did something unexpected."""
 
 
-class DecodeError(RemoteError, ValueError):
-    """Bytes from the network could not be decoded (MQTT, CBOR, SenML, command)."""
+try:
+    class DecodeError(RemoteError, ValueError):
+        """Bytes from the network could not be decoded (MQTT, CBOR, SenML, command)."""
+except TypeError:  # MicroPython
+    class DecodeError(RemoteError):
+        """Bytes from the network could not be decoded (MQTT, CBOR, SenML, command)."""
 
 
 class ConnectRefused(RemoteError):
@@ -44,5 +56,9 @@ class ConnectRefused(RemoteError):
         super().__init__("connection refused by broker: %s (CONNACK code %d)" % (reason, code))
 
 
-class TransportError(RemoteError, OSError):
-    """The connection could not be opened, or was lost."""
+try:
+    class TransportError(RemoteError, OSError):
+        """The connection could not be opened, or was lost."""
+except TypeError:  # MicroPython
+    class TransportError(RemoteError):
+        """The connection could not be opened, or was lost."""

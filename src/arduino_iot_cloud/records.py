@@ -28,8 +28,12 @@ log = getLogger("arduino_iot_cloud.records")
 RESERVED_NAMES = ("thing_id", "tz_offset", "tz_dst_until", "r:m")
 
 
-class ValueTypeError(LocalError, TypeError):
-    """A property was set to a value of a type it cannot hold."""
+try:
+    class ValueTypeError(LocalError, TypeError):
+        """A property was set to a value of a type it cannot hold."""
+except TypeError:  # MicroPython cannot combine two built-in exception bases
+    class ValueTypeError(LocalError):
+        """A property was set to a value of a type it cannot hold."""
 
 
 def _call(fn, client, arg, has_arg):

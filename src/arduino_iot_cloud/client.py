@@ -214,11 +214,12 @@ class ArduinoCloudClient:
                 self._wait_sync(deadline, now_ms())
 
     def stop(self):
-        """Disconnect and make start() (async mode) return."""
-        self._running = False
-        if self._wake is not None:
+        """Disconnect; in async mode start() returns (the loop closes the link)."""
+        if self._running:
+            self._running = False
             self._wake.set()
-        self.engine.close()
+        else:
+            self.engine.close()
 
     # --- async driver ----------------------------------------------------------------
     def create_task(self, name, coro, *args):

@@ -104,6 +104,8 @@ class Engine:
 
     def _read(self, now):
         for _ in range(_MAX_READS):
+            if self.conn is None:  # closed by a callback
+                return
             data = self.conn.recv()
             if data is None:
                 return

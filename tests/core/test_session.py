@@ -1,0 +1,308 @@
+# Device session and registry tests, by plain calls: no socket, no clock.
+# The link records what the session asks MQTT to do.
+
+from arduino_iot_cloud import commands, senml
+from arduino_iot_cloud.compat import CBORTag, cbor_dumps
+from arduino_iot_cloud.records import (
+    ColoredLight, Location, Property, Registry, Schedule, Task, Television, ValueTypeError,
+)
+from arduino_iot_cloud.session import READY, SYNCING, WAIT_THING, DeviceSession
+
+DEV = "d3f0b2c8-0000-4000-8000-000000000001"
+THING = "7a1c2e44-0000-4000-8000-0000000000aa"
+
+
+class Link:
+    """The MQTT side of the session, recorded."""
+
+    def __init__(self):
+        self.subs = []
+        self.unsubs = []
+        self.pubs = []
+        self.room = True
+
+    def subscribe(self, topic, qos=1):
+        self.subs.append(topic)
+
+    def unsubscribe(self, topic):
+        self.unsubs.append(topic)
+
+    def publish(self, topic, payload, qos=1):
+        self.pubs.append((topic, payload))
+
+    def can_publish(self):
+        return self.room
+
+    def published_on(self, topic):
+        return [senml.decode(pl) for t, pl in self.pubs if t == topic]
+
+
+def _session(*records):
+    reg = Registry()
+    for r in records:
+        reg.add(r)
+    s = DeviceSession(DEV, reg, "client", "2.0.0-sync")
+    link = Link()
+    s.on_connected(link, 0)
+    return s, link, reg
+
+
+def _thing_event(thing=THING, tz=3600):
+    return senml.encode((("thing_id", thing), ("tz_offset", tz), ("tz_dst_until", 1700000000)))
+
+
+def _values(*pairs):
+    return senml.encode(pairs)
+
+
+def test_connect_subscribes_and_announces():
+    s, link, _ = _session()
+    assert link.subs == ["/a/d/%s/e/i" % DEV, "/a/d/%s/c/dw" % DEV]
+    up = [pl for t, pl in link.pubs if t == "/a/d/%s/c/up" % DEV]
+    assert up[0] == commands.device_begin("2.0.0-sync")
+    assert up[1] == commands.thing_begin("")
+    assert s.state == WAIT_THING
+
+
+def test_event_variant_attach_and_last_values():
+    seen = []
+    sw = Property("sw1", on_write=lambda c, v: seen.append((c, v)))
+    led = Property("led", value=True)  # the device's own value wins over last values
+    s, link, reg = _session(sw, led)
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(), 10)
+    assert s.state == SYNCING and s.thing_id == THING and s.tz_offset == 3600
+    assert "/a/t/%s/e/i" % THING in link.subs and "/a/t/%s/shadow/i" % THING in link.subs
+    assert link.published_on("/a/t/%s/shadow/o" % THING) == [[("r:m", None, "getLastValues", None)]]
+    s.on_message("/a/t/%s/shadow/i" % THING, _values(("sw1", True), ("led", False)), 20)
+    assert s.state == READY
+    assert sw.value is True and seen == [("client", True)]
+    assert led.value is True
+    s.poll(30)
+    assert link.published_on("/a/t/%s/e/o" % THING) == [[("led", None, True, None)]]
+
+
+def test_command_variant_attach_last_values_and_timezone():
+    t = Property("temp", on_write=lambda c, v: None)
+    s, link, reg = _session(t)
+    s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.THING_UPDATE, [THING])), 5)
+    assert s.state == SYNCING
+    assert ("/a/d/%s/c/up" % DEV, commands.last_values_begin()) in link.pubs
+    assert "/a/t/%s/shadow/i" % THING not in link.subs
+    lv = cbor_dumps(CBORTag(commands.LAST_VALUES_UPDATE, [_values(("temp", 21.5))]))
+    s.on_message("/a/d/%s/c/dw" % DEV, lv, 6)
+    assert s.state == READY and t.value == 21.5
+    assert ("/a/d/%s/c/up" % DEV, commands.timezone_up()) in link.pubs
+    s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.TIMEZONE_DOWN, [7200, 1800000000])), 7)
+    assert (s.tz_offset, s.tz_dst_until) == (7200, 1800000000)
+
+
+def test_both_variants_answering_is_one_attach():
+    s, link, _ = _session(Property("x"))
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(), 1)
+    s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.THING_UPDATE, [THING])), 2)
+    assert link.subs.count("/a/t/%s/e/i" % THING) == 1
+
+
+def test_no_thing_yet_retries_with_backoff():
+    s, link, _ = _session()
+    up = "/a/d/%s/c/up" % DEV
+    s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.THING_UPDATE, [""])), 0)
+    begins = lambda: [pl for t, pl in link.pubs if t == up and pl == commands.thing_begin("")]
+    assert len(begins()) == 1
+    assert s.poll(1999) == 2000
+    s.poll(2000)
+    assert len(begins()) == 2
+    assert s.poll(2001) == 6000  # 2 s, then 4 s
+    s.poll(6000)
+    assert len(begins()) == 3
+
+
+def test_thing_reassigned_and_detached():
+    s, link, _ = _session()
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(), 1)
+    other = "8b2d3f55-0000-4000-8000-0000000000bb"
+    s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.THING_UPDATE, [other])), 2)
+    assert "/a/t/%s/e/i" % THING in link.unsubs
+    assert s.thing_id == other and "/a/t/%s/e/i" % other in link.subs
+    s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.THING_DETACH, [other])), 3)
+    assert s.thing_id is None and s.state == WAIT_THING
+    assert "/a/t/%s/e/i" % other in link.unsubs
+
+
+def test_thing_id_with_wildcards_is_refused():
+    s, link, _ = _session()
+    for bad in ("a/#", "+", "x/y"):
+        s.on_message("/a/d/%s/e/i" % DEV, _thing_event(bad), 1)
+        assert s.thing_id is None and s.state == WAIT_THING
+    assert not [t for t in link.subs if t.startswith("/a/t/")]
+
+
+def test_malformed_messages_do_not_break_the_session():
+    t = Property("t", on_write=lambda c, v: None)
+    s, link, _ = _session(t)
+    s.on_message("/a/d/%s/e/i" % DEV, b"\xff\x00garbage", 1)
+    s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps([1, 2]), 1)  # untagged
+    assert s.state == WAIT_THING
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(), 2)
+    s.on_message("/a/t/%s/shadow/i" % THING, _values(("t", 1.5)), 3)
+    s.on_message("/a/t/%s/e/i" % THING, b"\x81\xa1", 4)  # truncated
+    assert s.state == READY and t.value == 1.5
+
+
+def test_no_publish_before_last_values_and_sync_timeout():
+    p = Property("p", value=1)
+    s, link, _ = _session(p)
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(), 0)
+    s.poll(100)
+    assert link.published_on("/a/t/%s/e/o" % THING) == []
+    s.poll(10000)  # no last values within 10 s: go on without them
+    assert s.state == READY
+    assert link.published_on("/a/t/%s/e/o" % THING) == [[("p", None, 1, None)]]
+
+
+def _ready(*records):
+    s, link, reg = _session(*records)
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(), 0)
+    s.on_message("/a/t/%s/shadow/i" % THING, _values(), 0)
+    del link.pubs[:]
+    return s, link, reg
+
+
+def test_writes_wrong_types_unknown_names_and_failing_callbacks():
+    calls = []
+
+    def boom(client, value):
+        calls.append(value)
+        raise RuntimeError("user bug")
+
+    n = Property("n", value=1, on_write=boom)
+    f = Property("f", value=1.0)
+    b = Property("b", value=False)
+    txt = Property("txt", value="a")
+    s, link, reg = _ready(n, f, b, txt)
+    reg.changes()
+    msg = _values(("n", "wrong"), ("f", 3), ("b", 1), ("txt", "z"), ("nope", 1), ("n", 7.0))
+    s.on_message("/a/t/%s/e/i" % THING, msg, 1)
+    assert (n.value, f.value, b.value, txt.value) == (7, 3.0, True, "z")
+    assert calls == [7]
+    s.on_message("/a/t/%s/e/i" % THING, _values(("n", 8)), 2)
+    assert calls == [7, 8] and "n" in reg  # the failing callback keeps its property
+
+
+def test_local_change_during_incoming_message_is_kept():
+    a = Property("a", value=1)
+    b = Property("b", value=1, on_write=lambda c, v: None)
+    s, link, reg = _ready(a, b)
+    s.poll(1)
+    del link.pubs[:]
+    a.set(2)  # changed by the device, not yet published
+    s.on_message("/a/t/%s/e/i" % THING, _values(("b", 5)), 2)
+    s.poll(3)
+    assert link.published_on("/a/t/%s/e/o" % THING) == [[("a", None, 2, None)]]
+
+
+def test_only_changed_values_are_published_and_inflight_limit_holds_them():
+    a = Property("a", value=1)
+    s, link, reg = _ready(a)
+    s.poll(1)
+    a.set(1)
+    s.poll(2)
+    assert len(link.published_on("/a/t/%s/e/o" % THING)) == 1
+    link.room = False
+    a.set(5)
+    a.set(6)
+    s.poll(3)
+    assert len(link.published_on("/a/t/%s/e/o" % THING)) == 1
+    link.room = True
+    s.poll(4)
+    assert link.published_on("/a/t/%s/e/o" % THING)[-1] == [("a", None, 6, None)]
+
+
+def test_reconnect_reattaches_and_refetches_last_values():
+    p = Property("p", on_write=lambda c, v: None)
+    s, link, reg = _ready(p)
+    s.on_disconnected()
+    link2 = Link()
+    s.on_connected(link2, 100)
+    assert s.state == WAIT_THING
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(), 101)
+    assert link2.published_on("/a/t/%s/shadow/o" % THING)
+    s.on_message("/a/t/%s/shadow/i" % THING, _values(("p", 4.5)), 102)
+    assert p.value == 4.5 and s.attach_count == 2
+
+
+def test_composites_sent_whole_and_written_by_field():
+    seen = []
+    cl = ColoredLight("cl", swi=True, hue=1, sat=2, bri=3, on_write=lambda c, v: seen.append(v.as_dict()))
+    loc = Location("loc")
+    s, link, reg = _ready(cl, loc)
+    s.poll(1)
+    out = link.published_on("/a/t/%s/e/o" % THING)[0]
+    assert [(r[0], r[2]) for r in out] == [("cl:swi", True), ("cl:hue", 1.0), ("cl:sat", 2.0), ("cl:bri", 3.0)]
+    cl.hue = 50
+    s.poll(2)
+    assert len(link.published_on("/a/t/%s/e/o" % THING)[1]) == 4
+    s.on_message("/a/t/%s/e/i" % THING, _values(("loc:lat", 2), ("loc:lon", 3.5), ("cl:bri", 9)), 3)
+    assert (loc.lat, loc.lon) == (2.0, 3.5)
+    assert seen == [{"swi": True, "hue": 50.0, "sat": 2.0, "bri": 9.0}]
+
+
+def test_base_name_resolution_prefers_full_name_then_short():
+    t = Property("test", on_write=lambda c, v: None)
+    s, link, reg = _ready(t)
+    msg = cbor_dumps([{-2: "some-base", 0: "test", 2: 5}])
+    s.on_message("/a/t/%s/e/i" % THING, msg, 1)
+    assert t.value == 5
+
+
+def test_property_type_rules():
+    p = Property("p", value=1.5)
+    p.set(2)
+    assert p.value == 2.0 and type(p.value) is float
+    try:
+        p.set("x")
+    except ValueTypeError as e:
+        assert "p" in str(e)
+    else:
+        raise AssertionError("no ValueTypeError")
+    tv = Television("tv")
+    try:
+        tv.vol = "loud"
+    except ValueTypeError:
+        pass
+    else:
+        raise AssertionError("no ValueTypeError")
+
+
+def test_tasks_and_on_read_run_on_their_interval():
+    runs = []
+    reg = Registry()
+    reg.add(Task("t1", on_run=lambda client, args: runs.append(("t1", args)), interval=1.0, args=7))
+    reg.add(Task("t2", on_run=lambda client: runs.append(("t2", None)), interval=0.5))
+    r = Property("r", on_read=lambda client: 42, interval=2.0)
+    reg.add(r)
+    assert reg.run_due("c", 0) == 500
+    assert runs == [("t1", 7), ("t2", None)] and r.value == 42
+    reg.run_due("c", 500)
+    assert runs[-1] == ("t2", None) and len(runs) == 3
+
+
+def test_failing_on_read_is_isolated():
+    reg = Registry()
+
+    def bad(client):
+        raise ValueError("sensor unplugged")
+
+    reg.add(Property("r", on_read=bad))
+    reg.add(Property("ok", on_read=lambda c: 1))
+    reg.run_due("c", 0)
+    reg.run_due("c", 1000)
+    assert reg.get("ok").value == 1 and "r" in reg
+
+
+def test_schedule_one_shot_and_fixed_interval():
+    sch = Schedule("s", frm=1000, to=0, len=10, msk=0)
+    assert not sch.is_active(999) and sch.is_active(1000) and not sch.is_active(1010)
+    every_minute = (0 << 30) | (1 << 26) | 60  # unit seconds, fixed interval, every 60 s
+    sch = Schedule("s2", frm=1000, to=2000, len=5, msk=every_minute)
+    assert sch.is_active(1062) and not sch.is_active(1066) and not sch.is_active(2001)

@@ -1,0 +1,29 @@
+# Two commands matter: `make demo` (a device on the local cloud) and `make test`.
+PYTHON ?= python3
+
+.PHONY: setup demo test test-fast fuzz soak bench clean
+
+# Everything the demo and the tests need (apt packages need root; see .ci/setup).
+setup:
+	bash .ci/setup
+
+demo:
+	$(PYTHON) -m arduino_iot_cloud.localcloud demo
+
+test:
+	$(PYTHON) -m pytest -q
+
+test-fast:
+	$(PYTHON) -m pytest -q tests/core && micropython tests/mpy_run.py
+
+fuzz:
+	FUZZ_EXAMPLES=200000 $(PYTHON) -m pytest -q tests/fuzz
+
+soak:
+	SOAK_MESSAGES=10000 $(PYTHON) -m pytest -q -m slow tests/faults
+
+bench:
+	$(PYTHON) benchmarks/run.py
+
+clean:
+	rm -rf .localcloud .venv-141 benchmarks/results .pytest_cache

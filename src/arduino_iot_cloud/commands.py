@@ -1,0 +1,157 @@
+# Device commands (PROTOCOL.md, "Commands"): a CBOR tag number wrapping an array.
+#
+# Theory of operation
+# -------------------
+# Device-to-cloud commands (published on /a/d/<device>/c/up) are built by the
+# small encoder functions below.  Cloud-to-device commands (arriving on
+# .../c/dw) go through decode_down(), which is strict, like the C++ decoder:
+# the payload must be exactly one tag whose number is a known cloud-to-device
+# command, wrapping an array with exactly the fields of that command's schema
+# (_DOWN), each of the right type.  Anything else (not CBOR, untagged, unknown
+# tag, a device-to-cloud tag, missing/extra fields, wrong types, a thing id
+# that is unsafe in an MQTT topic) raises errors.DecodeError and nothing is
+# returned, so a caller never acts on half a command.  decode_down() is a pure
+# function; acting on a command is the session's job.
+#
+# Tags are duck-typed (.tag and .value), so both cbor2.CBORTag and our
+# cbor.Tag work, whichever compat picked.
+
+from . import compat
+from .compat import const
+from .errors import DecodeError, LocalError
+
+OTA_BEGIN_UP = const(0x010000)
+OTA_UPDATE_DOWN = const(0x010100)
+OTA_PROGRESS_UP = const(0x010200)
+THING_BEGIN = const(0x010300)
+THING_UPDATE = const(0x010400)
+LAST_VALUES_BEGIN = const(0x010500)
+LAST_VALUES_UPDATE = const(0x010600)
+DEVICE_BEGIN = const(0x010700)
+TIMEZONE_UP = const(0x010800)
+TIMEZONE_DOWN = const(0x010900)
+THING_DETACH = const(0x011000)
+
+NAMES = {
+    OTA_BEGIN_UP: "OtaBeginUp",
+    OTA_UPDATE_DOWN: "OtaUpdateCmdDown",
+    OTA_PROGRESS_UP: "OtaProgressCmdUp",
+    THING_BEGIN: "ThingBeginCmd",
+    THING_UPDATE: "ThingUpdateCmd",
+    LAST_VALUES_BEGIN: "LastValuesBeginCmd",
+    LAST_VALUES_UPDATE: "LastValuesUpdateCmd",
+    DEVICE_BEGIN: "DeviceBeginCmd",
+    TIMEZONE_UP: "TimezoneCommandUp",
+    TIMEZONE_DOWN: "TimezoneCommandDown",
+    THING_DETACH: "ThingDetachCmd",
+}
+
+THING_ID_MAX = const(128)
+
+# Field kinds of the cloud-to-device schemas.
+_THING_ID = const(0)  # text, safe to put into a topic name (may be empty)
+_TEXT = const(1)
+_BYTES = const(2)  # any length
+_BYTES16 = const(3)
+_BYTES32 = const(4)
+_INT = const(5)
+
+_DOWN = {
+    THING_UPDATE: (_THING_ID,),
+    THING_DETACH: (_THING_ID,),
+    LAST_VALUES_UPDATE: (_BYTES,),
+    TIMEZONE_DOWN: (_INT, _INT),  # offset s, dst_until unix s
+    OTA_UPDATE_DOWN: (_BYTES16, _TEXT, _BYTES32, _BYTES32),  # id, url, initial sha256, final sha256
+}
+
+
+def _encode(tag, fields):
+    return compat.cbor_dumps(compat.CBORTag(tag, fields))
+
+
+def _text_arg(what, x):
+    if not isinstance(x, str):
+        raise LocalError("%s must be a str, not %s" % (what, type(x).__name__))
+    return x
+
+
+def device_begin(lib_version):
+    """DeviceBeginCmd [lib_version]: the library version string."""
+    return _encode(DEVICE_BEGIN, [_text_arg("lib_version", lib_version)])
+
+
+def thing_begin(thing_id=""):
+    """ThingBeginCmd [thing_id]: "" when the device knows no thing yet."""
+    return _encode(THING_BEGIN, [_text_arg("thing_id", thing_id)])
+
+
+def last_values_begin():
+    """LastValuesBeginCmd []: ask for the last stored value of every property."""
+    return _encode(LAST_VALUES_BEGIN, [])
+
+
+def timezone_up():
+    """TimezoneCommandUp []: ask for the timezone offset and its end."""
+    return _encode(TIMEZONE_UP, [])
+
+
+def check_thing_id(thing_id):
+    """Raise DecodeError unless thing_id is a str that is safe inside an MQTT topic name."""
+    if not isinstance(thing_id, str):
+        raise DecodeError("thing id must be a text string, not %s" % type(thing_id).__name__)
+    if len(thing_id) > THING_ID_MAX:
+        raise DecodeError("thing id longer than %d characters" % THING_ID_MAX)
+    for c in "+#/\x00":
+        if c in thing_id:
+            raise DecodeError("thing id %r contains %r, which is not allowed in a topic" % (thing_id, c))
+    return thing_id
+
+
+def _field(name, i, kind, x):
+    # Validate field i of command `name`; return its value or raise DecodeError.
+    if kind == _THING_ID:
+        return check_thing_id(x)
+    if kind == _TEXT:
+        if isinstance(x, str):
+            return x
+        want = "a text string"
+    elif kind == _INT:
+        if isinstance(x, int) and not isinstance(x, bool):
+            return x
+        want = "an integer"
+    else:
+        if isinstance(x, (bytes, bytearray)):
+            size = 16 if kind == _BYTES16 else 32 if kind == _BYTES32 else None
+            if size is None or len(x) == size:
+                return bytes(x)
+            want = "a byte string of %d bytes (got %d)" % (size, len(x))
+        else:
+            want = "a byte string"
+    raise DecodeError("%s: field %d must be %s, not %s" % (name, i, want, type(x).__name__))
+
+
+def decode_down(data):
+    """Decode a cloud-to-device command; return (tag, fields) with fields a tuple.
+
+    ThingUpdateCmd -> (thing_id,), ThingDetachCmd -> (thing_id,),
+    LastValuesUpdateCmd -> (senml_cbor_bytes,), TimezoneCommandDown ->
+    (offset, dst_until), OtaUpdateCmdDown -> (id, url, initial_sha, final_sha).
+    Raises errors.DecodeError for anything else (see the module comment).
+    """
+    obj = compat.cbor_loads(data)
+    if isinstance(obj, (list, dict)) or not (hasattr(obj, "tag") and hasattr(obj, "value")):
+        raise DecodeError("command is not a CBOR tag (got %s)" % type(obj).__name__)
+    tag = obj.tag
+    schema = _DOWN.get(tag)
+    if schema is None:
+        if tag in NAMES:
+            raise DecodeError("%s (tag 0x%06x) is a device-to-cloud command, not accepted from the cloud"
+                              % (NAMES[tag], tag))
+        raise DecodeError("unknown command tag 0x%x" % tag)
+    name = NAMES[tag]
+    args = obj.value
+    if not isinstance(args, (list, tuple)):  # cbor2 6 decodes a tagged array as a tuple
+        raise DecodeError("%s: tag must wrap an array, not %s" % (name, type(args).__name__))
+    if len(args) != len(schema):
+        raise DecodeError("%s: expected %d fields, got %d" % (name, len(schema), len(args)))
+    return tag, tuple([_field(name, i, schema[i], args[i]) for i in range(len(schema))])

@@ -172,6 +172,26 @@ class ArduinoCloudClient:
     def thing_id(self):
         return self.session.thing_id
 
+    def update_systime(self, server=None, timeout=None):
+        """Set the board's clock from NTP (MicroPython boards with `ntptime`).
+
+        Called by start(), not by the constructor, so creating a client does no
+        network I/O.  On CPython the host keeps its own clock: nothing to do.
+        """
+        try:
+            import ntptime
+        except ImportError:
+            return False
+        try:
+            ntptime.host = server or self.ntp_server
+            ntptime.timeout = timeout or self.ntp_timeout
+            ntptime.settime()
+            log.info("clock set from NTP server %s", ntptime.host)
+            return True
+        except Exception as e:  # a missing clock must not stop the device
+            log.error("could not set the clock from NTP: %s", e)
+            return False
+
     # --- the shared step --------------------------------------------------------
     def _step(self, now):
         engine = self.engine
@@ -204,6 +224,7 @@ class ArduinoCloudClient:
 
     def start(self, interval=None, backoff=None):
         """Async mode: run forever.  Sync mode: return once attached and in sync."""
+        self.update_systime()
         if self.async_mode:
             compat.run_async(self.run())
             return

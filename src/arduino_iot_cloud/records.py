@@ -244,7 +244,8 @@ class Composite(Property):
         if not self.initialized:
             return ()
         name = self.name
-        return tuple((name + ":" + f, v) for f, v in self._fields.items())
+        fields = self._fields
+        return tuple((name + ":" + f, fields[f]) for f, _kind in self.FIELDS)
 
     def written(self, client):
         if self.on_write is not None:

@@ -187,8 +187,8 @@ class DeviceSession:
 
     def _attach(self, thing_id, now, command_variant):
         if thing_id == "":
-            log.info("device %s has no thing yet; asking again", self.device_id)
-            self._retry_at = now + self._retry_ms if command_variant else None
+            # ThingBegin is already scheduled again (2 s doubling to 32 s).
+            log.info("device %s has no thing yet; waiting", self.device_id)
             return
         if not valid_id(thing_id):
             log.error("refusing thing id %r: not usable in a topic name", thing_id)

@@ -278,7 +278,12 @@ def test_tasks_and_on_read_run_on_their_interval():
     runs = []
     reg = Registry()
     reg.add(Task("t1", on_run=lambda client, args: runs.append(("t1", args)), interval=1.0, args=7))
-    reg.add(Task("t2", on_run=lambda client: runs.append(("t2", None)), interval=0.5))
+    one_arg = lambda client: runs.append(("t2", None))  # noqa: E731
+    if not hasattr(one_arg, "__code__"):
+        # MicroPython cannot tell how many arguments a function takes: it
+        # calls on_run(client, args) as 1.4.1 did.
+        one_arg = lambda client, args: runs.append(("t2", None))  # noqa: E731
+    reg.add(Task("t2", on_run=one_arg, interval=0.5))
     r = Property("r", on_read=lambda client: 42, interval=2.0)
     reg.add(r)
     assert reg.run_due("c", 0) == 500

@@ -223,6 +223,40 @@ def _half(h):
     return -val if h & 0x8000 else val
 
 
+def _utf8_ok(mv, p, end):
+    # Is mv[p:end] well-formed UTF-8 (RFC 3629)?  Only run on non-ASCII text.
+    while p < end:
+        b = mv[p]
+        if b < 0x80:
+            p += 1
+            continue
+        lo = 0x80
+        hi = 0xBF
+        if 0xC2 <= b <= 0xDF:
+            k = 1
+        elif 0xE0 <= b <= 0xEF:
+            k = 2
+            if b == 0xE0:
+                lo = 0xA0  # no overlong 3-byte forms
+            elif b == 0xED:
+                hi = 0x9F  # no surrogates
+        elif 0xF0 <= b <= 0xF4:
+            k = 3
+            if b == 0xF0:
+                lo = 0x90  # no overlong 4-byte forms
+            elif b == 0xF4:
+                hi = 0x8F  # nothing above U+10FFFF
+        else:
+            return False  # continuation byte, C0, C1 or F5-FF as a lead byte
+        if end - p <= k or not lo <= mv[p + 1] <= hi:
+            return False
+        for i in range(p + 2, p + k + 1):
+            if not 0x80 <= mv[i] <= 0xBF:
+                return False
+        p += k + 1
+    return True
+
+
 class _Reader:
     def __init__(self, data):
         self.mv = memoryview(data)
@@ -262,9 +296,14 @@ class _Reader:
         if major == 2:
             return bytes(view)
         try:
-            return str(view, "utf-8")
+            s = str(view, "utf-8")
         except UnicodeError:
+            s = None
+        # Non-ASCII text is checked by hand too: MicroPython's decoder accepts
+        # overlong forms, surrogates and code points above U+10FFFF.
+        if s is None or (len(s) != n and not _utf8_ok(self.mv, p, p + n)):
             raise DecodeError("CBOR: invalid UTF-8 in text string at offset %d" % p)
+        return s
 
     def item(self, depth):
         ib = self.mv[self.need(1)]

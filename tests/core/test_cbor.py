@@ -102,6 +102,12 @@ DECODE_ONLY = [
     ("826161bf61626163ff", ["a", {"b": "c"}]),
     ("bf6346756ef563416d7421ff", {"Fun": True, "Amt": -2}),
     ("a2616101616102", {"a": 2}),  # duplicate key: the last one wins
+    ("64f48fbfbf", "\U0010ffff"),  # edges of the UTF-8 checks
+    ("63ee8080", "\ue000"),
+    ("63ed9fbf", "\ud7ff"),
+    ("63e0a080", "\u0800"),
+    ("62c280", "\u0080"),
+    ("64f0908080", "\U00010000"),
     ("e0", Simple(0)),
     ("f820", Simple(32)),
 ]
@@ -133,6 +139,14 @@ MALFORMED = [
     ("62c328", "bad UTF-8"),
     ("61ff", "bad UTF-8 byte"),
     ("7f61c3ff", "chunk ends mid character"),
+    ("62c0af", "overlong UTF-8 for '/'"),
+    ("63e080af", "three-byte overlong UTF-8"),
+    ("63eda080", "UTF-8 surrogate"),
+    ("64f4908080", "UTF-8 above U+10FFFF"),
+    ("64f0808080", "four-byte overlong UTF-8"),
+    ("61c1", "C1 lead byte"),
+    ("6180", "lone continuation byte"),
+    ("64f5808080", "F5 lead byte"),
     ("f818", "two-byte simple value below 32"),
     ("f800", "two-byte simple value 0"),
     ("a18001", "array as map key"),

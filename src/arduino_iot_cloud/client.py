@@ -51,6 +51,12 @@ def _open_socket(host, port, tls, timeout):
     return open_connection(host, port, tls, timeout)
 
 
+async def _open_socket_async(host, port, tls, timeout):
+    from .transport import open_connection_async
+
+    return await open_connection_async(host, port, tls, timeout)
+
+
 class ArduinoCloudClient:
     """A device connected to the Arduino IoT Cloud.
 
@@ -95,8 +101,11 @@ class ArduinoCloudClient:
         from .backoff import Backoff
 
         backoff = Backoff(cap_ms=int(reconnect_cap * 1000))
+        opener_async = None
         if transport == "socket":
             opener = _open_socket
+            if not compat.MICROPYTHON:
+                opener_async = _open_socket_async
         elif transport == "paho":
             from .mqtt.paho import open_paho
 
@@ -104,7 +113,7 @@ class ArduinoCloudClient:
         else:
             raise ConfigError("transport must be 'socket' or 'paho'")
         self.engine = Engine(device_id, username, password, keepalive, server, port, tls,
-                             self.session, opener, backoff)
+                             self.session, opener, backoff, open_connection_async=opener_async)
         self._wake = None           # asyncio.Event in async mode
         self._user_tasks = {}
         self._running = False
@@ -264,6 +273,10 @@ class ArduinoCloudClient:
         try:
             while self._running:
                 now = now_ms()
+                # (MicroPython connects inside _step: an `async def` without an
+                # await in it is a plain function there, so it is not awaited.)
+                if self.engine.due(now) and self.engine.connects_async:
+                    await self.engine.connect_async(now)
                 deadline = self._step(now)
                 conn = self.engine.conn
                 timeout = 1000 if deadline is None else max(0, min(deadline - now_ms(), 60000))

@@ -16,13 +16,14 @@ _MAX_READS = 64
 
 class Engine:
     def __init__(self, client_id, username, password, keepalive, host, port, tls, session,
-                 open_connection, backoff=None, connect_timeout=10.0):
+                 open_connection, backoff=None, connect_timeout=10.0, open_connection_async=None):
         self.host = host
         self.port = port
         self.tls = tls
         self.session = session
         self.mqtt = MQTTProtocol(client_id, username, password, keepalive)
         self._open = open_connection
+        self._open_async = open_connection_async
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.conn = None
@@ -40,10 +41,27 @@ class Engine:
     def connect(self, now):
         """One connect attempt; returns True when the socket is open."""
         try:
-            self.conn = self._open(self.host, self.port, self.tls, self.connect_timeout)
+            conn = self._open(self.host, self.port, self.tls, self.connect_timeout)
         except RemoteError as e:
             self._failed(now, e)
             return False
+        return self.connected_with(conn, now)
+
+    @property
+    def connects_async(self):
+        return self._open_async is not None
+
+    async def connect_async(self, now):
+        """connect() for the asyncio driver (CPython): waits on the loop, not in it."""
+        try:
+            conn = await self._open_async(self.host, self.port, self.tls, self.connect_timeout)
+        except RemoteError as e:
+            self._failed(now, e)
+            return False
+        return self.connected_with(conn, now)
+
+    def connected_with(self, conn, now):
+        self.conn = conn
         log.info("connected to %s:%d, logging in", self.host, self.port)
         self.mqtt.connect(now)
         self._out = b""

@@ -104,8 +104,12 @@ class TLSConfig:
             return pem_to_der(read_file(self.cafile, "CA"))
         return pem_to_der(self.cadata) if isinstance(self.cadata, bytes) else self.cadata
 
-    def wrap(self, sock, host):
-        """Wrap a connected socket; returns the TLS socket (blocking handshake)."""
+    def wrap(self, sock, host, handshake=True):
+        """Wrap a connected socket and return the TLS socket.
+
+        handshake=False leaves the handshake to the caller (non-blocking
+        connect on CPython); hardware keys always hand-shake at once.
+        """
         hostname = self.server_hostname or host
         if self.hardware == "pkcs11":
             try:
@@ -130,6 +134,8 @@ class TLSConfig:
             load_se05x(ctx, self.keyfile, self.certfile)
         elif self.keyfile is not None:
             self._load_cert_chain(ctx)
+        if not handshake:
+            return ctx.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
         return ctx.wrap_socket(sock, server_hostname=hostname)
 
     def _load_cert_chain(self, ctx):

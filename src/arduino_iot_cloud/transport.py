@@ -103,3 +103,63 @@ def open_connection(host, port, tls, timeout=10.0):
         raw.close()
         raise
     return Connection(sock, raw)
+
+
+async def open_connection_async(host, port, tls, timeout=10.0):
+    """Like open_connection, without blocking the event loop (CPython).
+
+    The TCP connect and the TLS handshake wait on the loop, so one slow or
+    unreachable broker does not stall the other tasks (or devices) of the
+    process.  Keys in hardware (PKCS#11) and MicroPython use the blocking
+    open_connection, bounded by the same timeout.
+    """
+    import asyncio
+
+    if tls.hardware is not None or not hasattr(asyncio, "get_running_loop"):
+        return open_connection(host, port, tls, timeout)
+    try:
+        return await asyncio.wait_for(_connect_nonblocking(host, port, tls), timeout)
+    except asyncio.TimeoutError:
+        raise TransportError("cannot connect to %s:%d: timed out after %.0f s" % (host, port, timeout))
+
+
+async def _connect_nonblocking(host, port, tls):
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise TransportError("cannot resolve %s: %s" % (host, e))
+    family, _type, _proto, _name, addr = infos[0]
+    raw = socket.socket(family, socket.SOCK_STREAM)
+    raw.setblocking(False)
+    sock = None
+    try:
+        await loop.sock_connect(raw, addr)
+        sock = tls.wrap(raw, host, handshake=False)
+        while True:
+            try:
+                sock.do_handshake()
+                break
+            except SSLWantReadError:
+                await _ready(loop, sock, loop.add_reader, loop.remove_reader)
+            except SSLWantWriteError:
+                await _ready(loop, sock, loop.add_writer, loop.remove_writer)
+    except OSError as e:
+        (sock or raw).close()
+        raise TransportError("cannot connect to %s:%d: %s" % (host, port, e))
+    except BaseException:
+        (sock or raw).close()
+        raise
+    return Connection(sock, raw)
+
+
+async def _ready(loop, sock, add, remove):
+    fd = sock.fileno()
+    done = loop.create_future()
+    add(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        remove(fd)

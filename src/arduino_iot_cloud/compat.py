@@ -85,16 +85,26 @@ except ImportError:  # bare MicroPython: a small stand-in with lazy formatting
 # cbor2 (C-accelerated) on CPython when installed, the project's own codec
 # elsewhere.  Both expose dumps/loads; tags are objects with .tag and .value.
 try:
-    from cbor2 import dumps as cbor_dumps, loads as _cbor2_loads, CBORTag as CBORTag
+    from io import BytesIO as _BytesIO
+
+    from cbor2 import CBORDecoder as _CBORDecoder, CBORTag as CBORTag, dumps as cbor_dumps
     from cbor2 import CBORDecodeError as _Cbor2Error
 
     def cbor_loads(data):
         from .errors import DecodeError
 
+        # cbor2.loads ignores bytes after the first item; a message with junk
+        # after it is malformed, so read through a decoder and check the end.
+        stream = _BytesIO(data)
         try:
-            return _cbor2_loads(data)
-        except (_Cbor2Error, ValueError, TypeError, IndexError, OverflowError, RecursionError) as e:
+            obj = _CBORDecoder(stream).decode()
+        except (_Cbor2Error, ValueError, TypeError, IndexError, OverflowError, RecursionError,
+                MemoryError) as e:
             raise DecodeError("malformed CBOR: %s" % e)
+        if stream.tell() != len(data):
+            raise DecodeError("malformed CBOR: %d bytes after the end of the item"
+                              % (len(data) - stream.tell()))
+        return obj
 
 except ImportError:
     from .cbor import dumps as cbor_dumps, loads as cbor_loads, Tag as CBORTag  # noqa: F401

@@ -93,6 +93,7 @@ class Property:
         self.kind = None if value is None else kind_of(value)
         self.value = value
         self.dirty = value is not None
+        self.registry = None  # set by Registry.add; told when the record changes
         self.on_read = on_read
         self.on_write = on_write
         self.interval_ms = int((1.0 if interval is None else interval) * 1000)
@@ -118,7 +119,13 @@ class Property:
                 raise ValueTypeError("property %s: %s" % (self.name, e))
         if value != self.value or self.value is None:
             self.value = value
+            self._changed()
+
+    def _changed(self):
+        if not self.dirty:
             self.dirty = True
+            if self.registry is not None:
+                self.registry.queue(self)
 
     def apply_remote(self, field, value, last_values):
         """Apply a value from the cloud.  Returns True if it changed anything."""
@@ -217,7 +224,7 @@ class Composite(Property):
         value = self._check(field, kind, value)
         if self._fields[field] != value or self._fields[field] is None:
             self._fields[field] = value
-            self.dirty = True
+            self._changed()
 
     def set(self, value):
         if isinstance(value, Composite):
@@ -282,6 +289,7 @@ class Registry:
         self.records = {}      # name -> Property / Composite / Task
         self._fields = {}      # "name:field" -> Composite
         self._runnable = []    # records with on_read or on_run, in registration order
+        self._dirty = []       # records changed by the device since they were last published
 
     def add(self, record):
         if record.name in self.records:
@@ -292,6 +300,9 @@ class Registry:
                 self._fields[record.name + ":" + field] = record
         if isinstance(record, Task) or record.on_read is not None:
             self._runnable.append(record)
+        record.registry = self
+        if record.dirty:
+            self._dirty.append(record)
 
     def __contains__(self, name):
         return name in self.records
@@ -342,22 +353,28 @@ class Registry:
                 log.error("on_write of %s raised %s: %s", rec.name, type(e).__name__, e)
         return touched
 
-    def changes(self):
-        """Collect (name, value) pairs of dirty records and mark them clean."""
-        out = []
-        for rec in self.records.values():
-            if rec.dirty:
-                recs = rec.records()
-                if recs:
-                    out.extend(recs)
-                    rec.dirty = False
-        return out
+    def queue(self, record):
+        self._dirty.append(record)
 
-    def has_changes(self):
-        for rec in self.records.values():
-            if rec.dirty and rec.records():
-                return True
-        return False
+    def changes(self):
+        """Collect (name, value) pairs of changed records and mark them clean.
+
+        Costs O(changed records), not O(registered ones).  A composite with an
+        unknown field stays queued until it is complete.
+        """
+        out = []
+        waiting = []
+        for rec in self._dirty:
+            if not rec.dirty:
+                continue  # overwritten by the cloud meanwhile
+            recs = rec.records()
+            if recs:
+                out.extend(recs)
+                rec.dirty = False
+            else:
+                waiting.append(rec)
+        self._dirty = waiting
+        return out
 
     def run_due(self, client, now):
         """Run on_read / on_run of records whose interval elapsed; return next deadline."""

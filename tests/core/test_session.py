@@ -311,3 +311,16 @@ def test_schedule_one_shot_and_fixed_interval():
     every_minute = (0 << 30) | (1 << 26) | 60  # unit seconds, fixed interval, every 60 s
     sch = Schedule("s2", frm=1000, to=2000, len=5, msk=every_minute)
     assert sch.is_active(1062) and not sch.is_active(1066) and not sch.is_active(2001)
+
+
+def test_partial_composite_waits_until_every_field_is_known():
+    loc = Location("loc")
+    s, link, reg = _ready(loc)
+    loc.lat = 1.5
+    s.poll(1)
+    assert link.published_on("/a/t/%s/e/o" % THING) == []
+    loc.lon = 2.5
+    s.poll(2)
+    assert link.published_on("/a/t/%s/e/o" % THING) == [[("loc:lat", None, 1.5, None), ("loc:lon", None, 2.5, None)]]
+    s.poll(3)
+    assert len(link.published_on("/a/t/%s/e/o" % THING)) == 1

@@ -183,25 +183,31 @@ def decode(data, errors=None):
             if errors is not None:
                 errors.append((index, problem))
             continue
-        # The record is good: commit its base fields, then resolve.
-        bn = rbn
-        bt = fields.get(_BT, bt)
-        bv = fields.get(_BV, bv)
-        short = n if (bn and n) else None
+        # Resolve with this record's base fields in force.
+        rbt = fields.get(_BT, bt)
+        rbv = fields.get(_BV, bv)
         value = None
-        if found:
-            f = found[0]
-            value = fields[f]
-            if f == _V and bv is not None:
-                value = bv + value
-            elif f == _VD:
-                value = bytes(value)
         t = fields.get(_T)
-        if t is None:
-            time = bt
-        elif bt is None:
-            time = t
-        else:
-            time = bt + t
+        try:
+            if found:
+                f = found[0]
+                value = fields[f]
+                if f == _V and rbv is not None:
+                    value = rbv + value
+                elif f == _VD:
+                    value = bytes(value)
+            if t is None:
+                time = rbt
+            elif rbt is None:
+                time = t
+            else:
+                time = rbt + t
+        except OverflowError:  # a huge int (CBOR bignum) plus a float
+            if errors is not None:
+                errors.append((index, "base value or time out of range"))
+            continue
+        # The record is good: commit its base fields.
+        bn, bt, bv = rbn, rbt, rbv
+        short = n if (bn and n) else None
         out.append((name, short, value, time))
     return out

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv-141 with the arduino-iot-cloud 1.4.1 package from PyPI (and
+# the cbor2 / micropython-senml it needs), for the side-by-side benchmarks.
+# Safe to run again: it does nothing when the venv already imports 1.4.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV_141:-.venv-141}
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import sys; from arduino_iot_cloud._version import __version__ as v; sys.exit(v != '1.4.1')" 2>/dev/null; then
+  exit 0
+fi
+$PY -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check "arduino-iot-cloud==1.4.1"
+"$VENV/bin/python" -c "from arduino_iot_cloud._version import __version__ as v; print('1.4.1 venv ready:', v)"

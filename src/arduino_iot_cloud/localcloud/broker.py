@@ -1,0 +1,294 @@
+"""A real mosquitto for the local cloud: config, password files, ACLs, process.
+
+Three listeners, all bound to 127.0.0.1 (``per_listener_settings true``):
+
+* **password** -- TLS with the local server certificate, username = device id,
+  password = device secret (``passwd_devices``, hashed by ``mosquitto_passwd -U``);
+* **cert** -- TLS requiring a client certificate signed by the local CA;
+  ``use_identity_as_username true`` makes the certificate's CN (the device id) the username;
+* **admin** -- plain MQTT for the cloud emulator and the CLI, one user with a random
+  password (``passwd_admin``), allowed on every topic.
+
+Device listeners share ``acl_devices``: a device may use ``/a/d/<its id>/#`` and
+``/a/t/#`` (thing topics: a per-thing rule would need a broker reload on every
+reassignment, and the real cloud's thing ids are unguessable UUIDs anyway).
+The ``localcloud/#`` control topics are therefore out of a device's reach.
+
+Mosquitto drops privileges before reading the password files and keys when
+started as root, so the config says ``user root``.  Logging goes to a file
+(``log_dest file``), because redirected stdout is block-buffered; the log is
+also what :mod:`.logwatch` reads to see connects and subscriptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0
+
+
+class BrokerError(RuntimeError):
+    """mosquitto could not be started, or a helper tool failed."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:port (we can bind it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _guard() -> List[str]:
+    """A command prefix that kills mosquitto when we die without cleaning up (SIGKILL).
+
+    ``setpriv --pdeathsig`` ties the signal to the *thread* that started the
+    process, so it is only used from the main thread (atexit covers the rest).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv and threading.current_thread() is threading.main_thread():
+        return [setpriv, "--pdeathsig", "TERM", "--"]
+    return []
+
+
+def hash_passwords(entries: Iterable[Tuple[str, str]]) -> str:
+    """Return password-file lines (``user:$7$...``) for ``(user, password)`` pairs.
+
+    Uses ``mosquitto_passwd -U`` on a private temporary file, so no secret ever
+    appears on a command line.
+    """
+    entries = list(entries)
+    if not entries:
+        return ""
+    tool = shutil.which("mosquitto_passwd")
+    if tool is None:
+        raise BrokerError("mosquitto_passwd not found (apt install mosquitto)")
+    fd, tmp = tempfile.mkstemp(prefix="lc-pw-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            for user, password in entries:
+                if ":" in user or "\n" in user + password:
+                    raise ValueError("user names may not hold ':' or newlines")
+                f.write("%s:%s\n" % (user, password))
+        proc = subprocess.run([tool, "-U", tmp], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise BrokerError("mosquitto_passwd -U failed: %s" % proc.stderr.strip())
+        with open(tmp) as f:
+            return f.read()
+    finally:
+        os.unlink(tmp)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 (atomically, via a rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class Broker:
+    """One mosquitto process with the three local-cloud listeners.
+
+    ``ports`` maps ``"password"``, ``"cert"`` and ``"admin"`` to port numbers;
+    missing ones are picked free at :meth:`start`, and kept by :meth:`restart`.
+    """
+
+    def __init__(self, directory: Path, ca_file: Path, server_cert: Path, server_key: Path,
+                 ports: Optional[Dict[str, int]] = None) -> None:
+        self.dir = Path(directory)
+        self.ca_file, self.server_cert, self.server_key = ca_file, server_cert, server_key
+        self.ports: Dict[str, int] = dict(ports or {})
+        self.conf = self.dir / "mosquitto.conf"
+        self.log_file = self.dir / "mosquitto.log"
+        self.pw_devices = self.dir / "passwd_devices"
+        self.pw_admin = self.dir / "passwd_admin"
+        self.acl_devices = self.dir / "acl_devices"
+        self.acl_admin = self.dir / "acl_admin"
+        self.proc: Optional[subprocess.Popen] = None
+        self._reloads = 0
+
+    # -- files -----------------------------------------------------------------------------
+
+    def write_auth(self, admin_user: str, admin_hashed: str) -> None:
+        """Write the admin password file (a hashed line) and the ACL files.
+
+        The device password file is only created (empty) if missing: it is the one
+        place device secrets live (hashed), appended to by :meth:`append_devices`.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.pw_admin, admin_hashed)
+        if not self.pw_devices.exists():
+            _write_private(self.pw_devices, "")
+        self.acl_devices.write_text(
+            "# a device (username = device id) may use its own device topics and thing topics\n"
+            "pattern readwrite /a/d/%u/#\n"
+            "pattern readwrite /a/t/#\n"
+        )
+        self.acl_admin.write_text("user %s\ntopic readwrite #\n" % admin_user)
+
+    def append_devices(self, hashed_lines: str) -> None:
+        """Append hashed password lines for new devices (call :meth:`reload` afterwards)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.pw_devices, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(hashed_lines)
+
+    def _config(self) -> str:
+        tls = "cafile %s\ncertfile %s\nkeyfile %s\n" % (self.ca_file, self.server_cert, self.server_key)
+        return (
+            "# generated by arduino_iot_cloud.localcloud -- rewritten at every start\n"
+            "per_listener_settings true\n"
+            "user root\n"
+            "persistence false\n"
+            "log_dest file %(log)s\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            "log_type subscribe\nlog_type unsubscribe\n"
+            "connection_messages true\n"
+            "log_timestamp true\n"
+            "\n# (a) TLS, username = device id, password = secret\n"
+            "listener %(pw)d %(host)s\n%(tls)s"
+            "allow_anonymous false\npassword_file %(pwd)s\nacl_file %(acld)s\n"
+            "\n# (b) TLS with client certificates, username = certificate CN = device id\n"
+            "listener %(cert)d %(host)s\n%(tls)s"
+            "require_certificate true\nuse_identity_as_username true\n"
+            "allow_anonymous false\nacl_file %(acld)s\n"
+            "\n# (c) loopback, plain MQTT, for the cloud emulator and the CLI\n"
+            "listener %(admin)d %(host)s\n"
+            "allow_anonymous false\npassword_file %(pwa)s\nacl_file %(acla)s\n"
+        ) % {
+            "log": self.log_file, "host": HOST, "tls": tls, "pw": self.ports["password"],
+            "cert": self.ports["cert"], "admin": self.ports["admin"], "pwd": self.pw_devices,
+            "pwa": self.pw_admin, "acld": self.acl_devices, "acla": self.acl_admin,
+        }
+
+    # -- process -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while the mosquitto process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> None:
+        """Start mosquitto and wait until all listeners are open.
+
+        Ports not yet chosen are picked free; if one was taken in between (another
+        process grabbed it), fresh ports are tried again, up to three times.
+        """
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(exe):
+            raise BrokerError("mosquitto not found (apt install mosquitto)")
+        fixed = all(k in self.ports for k in ("password", "cert", "admin"))
+        attempts = 1 if fixed else 3
+        for attempt in range(attempts):
+            for k in ("password", "cert", "admin"):
+                if k not in self.ports:
+                    self.ports[k] = free_port()
+            if len(set(self.ports.values())) != 3:
+                self.ports = {}
+                continue
+            self.conf.write_text(self._config())
+            offset = self._log_size()
+            self.proc = subprocess.Popen(_guard() + [exe, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            error = self._wait_started(offset)
+            if error is None:
+                log.info("mosquitto pid %d listening on %s: password %d, cert %d, admin %d",
+                         self.proc.pid, HOST, self.ports["password"], self.ports["cert"], self.ports["admin"])
+                return
+            if not fixed and "in use" in error and attempt + 1 < attempts:
+                log.warning("port taken, retrying with fresh ports: %s", error)
+                self.ports = {}
+                continue
+            raise BrokerError("mosquitto did not start: %s (config %s, log %s)" % (error, self.conf, self.log_file))
+        raise BrokerError("no free ports for mosquitto")
+
+    def _wait_started(self, offset: int) -> Optional[str]:
+        """Wait for the 'running' log line; return None, or an error text (process stopped)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            text = self._log_since(offset)
+            if " running" in text:
+                return None
+            if self.proc.poll() is not None:
+                stderr = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr else ""
+                lines = [ln for ln in (text + "\n" + stderr).splitlines() if "rror" in ln or "nable" in ln]
+                return " / ".join(lines[-3:]) or "exit code %s" % self.proc.returncode
+            time.sleep(0.01)
+        self.stop()
+        return "timed out after %.0f s" % START_TIMEOUT
+
+    def reload(self, timeout: float = 5.0) -> None:
+        """Make mosquitto re-read password and ACL files (SIGHUP) and wait until it did."""
+        if not self.running:
+            return
+        assert self.proc is not None
+        offset = self._log_size()
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "Reloading config" in self._log_since(offset):
+                return
+            time.sleep(0.005)
+        raise BrokerError("mosquitto did not log a reload within %.0f s" % timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop mosquitto (SIGTERM, then SIGKILL after ``timeout``); idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("mosquitto pid %d ignored SIGTERM, killing it", proc.pid)
+                proc.kill()
+                proc.wait(timeout)
+        if proc.stderr:
+            proc.stderr.close()
+        log.info("mosquitto pid %d stopped", proc.pid)
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports."""
+        self.stop()
+        self.start()

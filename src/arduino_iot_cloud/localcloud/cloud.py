@@ -1,0 +1,428 @@
+"""LocalCloud: the broker, the CA and the emulator behind one object.
+
+Work directory layout::
+
+    pki/            local CA, server certificate, devices/<id>/ key and certificate files
+    broker/         mosquitto.conf, mosquitto.log, password files, ACL files
+    devices.json    devices and their things' last values (no secrets), see :mod:`.store`
+    admin.json      the admin listener's user and password (mode 0600), for the CLI
+    ports.json      the last ports used (reused by the next start when still free)
+    run.json        present while a LocalCloud runs: pid, host, ports
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import secrets
+import string
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from .broker import HOST, Broker, _write_private, hash_passwords, port_is_free
+from .emulator import CloudEmulator, DeviceRef
+from .pki import Pki, check_device_id
+from .store import AUTHS, VARIANTS, Device, Store
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER = "localcloud-admin"
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_secret(length: int = 24) -> str:
+    """A random alphanumeric device secret (safe in shells and config files)."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalCloud:
+    """A local Arduino IoT Cloud: mosquitto + local CA + cloud emulator.
+
+    ``with LocalCloud(workdir) as cloud:`` starts and stops it; so do
+    :meth:`start` / :meth:`stop` (also run at interpreter exit).  Methods that only
+    touch files (:meth:`add_device`, :meth:`issue_certificate`, :meth:`env`) also
+    work before :meth:`start`; the rest need a running cloud.
+    """
+
+    def __init__(self, workdir: Union[str, Path] = ".localcloud", host: str = HOST) -> None:
+        if host != HOST:
+            raise ValueError("the local cloud only listens on %s" % HOST)
+        self.workdir = Path(workdir).resolve()
+        self.host = host
+        self.pki = Pki(self.workdir / "pki")
+        self.store = Store(self.workdir / "devices.json")
+        self.broker = Broker(self.workdir / "broker", self.pki.ca_file, self.pki.server_cert,
+                             self.pki.server_key)
+        self.emulator: Optional[CloudEmulator] = None
+        self._admin: Optional[Dict[str, str]] = None
+        self._devices: Dict[str, Device] = {}
+
+    # -- paths and ports -------------------------------------------------------------------
+
+    @property
+    def ca_file(self) -> str:
+        """PEM file of the local CA (what ``ARDUINO_IOT_CLOUD_CA`` points at)."""
+        return str(self.pki.ca_file)
+
+    @property
+    def ca_der(self) -> str:
+        """DER file of the local CA (for MicroPython)."""
+        return str(self.pki.ca_der)
+
+    def _port(self, kind: str) -> int:
+        if kind not in self.broker.ports:
+            saved = self._read_json("ports.json") or {}
+            if kind not in saved:
+                raise RuntimeError("the local cloud has no ports yet: start() it first")
+            return int(saved[kind])
+        return self.broker.ports[kind]
+
+    @property
+    def password_port(self) -> int:
+        """TLS listener with username/password (the local 8884)."""
+        return self._port("password")
+
+    @property
+    def cert_port(self) -> int:
+        """TLS listener with client certificates (the local 8885)."""
+        return self._port("cert")
+
+    @property
+    def admin_port(self) -> int:
+        """Plain-MQTT loopback listener for the emulator and the CLI."""
+        return self._port("admin")
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self.emulator is not None
+
+    def _read_json(self, name: str) -> Optional[Dict[str, Any]]:
+        try:
+            with open(self.workdir / name) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def admin_credentials(self) -> Dict[str, str]:
+        """``{"user", "password"}`` of the admin listener (created on first use)."""
+        if self._admin is None:
+            data = self._read_json("admin.json")
+            if data is None:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                data = {"user": ADMIN_USER, "password": new_secret(32)}
+                _write_private(self.workdir / "admin.json", json.dumps(data))
+            self._admin = data
+        return self._admin
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the work directory, the CA and the server certificate if missing."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pki.ensure()
+
+    def start(self) -> "LocalCloud":
+        """Start mosquitto and the emulator; return when devices can connect and attach."""
+        if self.running:
+            return self
+        other = running_instance(self.workdir)
+        if other is not None and other["pid"] != os.getpid():
+            raise RuntimeError("a local cloud already runs on %s (pid %d)" % (self.workdir, other["pid"]))
+        t0 = time.monotonic()
+        self.prepare()
+        admin = self.admin_credentials()
+        self.broker.write_auth(admin["user"], hash_passwords([(admin["user"], admin["password"])]))
+        saved = self._read_json("ports.json") or {}
+        if saved and all(port_is_free(int(p)) for p in saved.values()):
+            self.broker.ports = {k: int(v) for k, v in saved.items()}
+        if self.broker.log_file.exists():
+            os.replace(self.broker.log_file, self.broker.log_file.with_suffix(".log.1"))
+        atexit.register(self.stop)
+        try:
+            self.broker.start()
+            self.emulator = CloudEmulator(self.host, self.admin_port, admin["user"], admin["password"],
+                                          self.broker.log_file)
+            self.emulator.control_handler = self._control
+            self._load_devices()
+            self.emulator.start()
+        except BaseException:
+            self.stop()
+            raise
+        _write_private(self.workdir / "ports.json", json.dumps(self.broker.ports))
+        _write_private(self.workdir / "run.json", json.dumps(
+            {"pid": os.getpid(), "host": self.host, "ports": self.broker.ports}))
+        log.info("local cloud up in %.2f s: %s password %d, cert %d, admin %d", time.monotonic() - t0,
+                 self.host, self.password_port, self.cert_port, self.admin_port)
+        return self
+
+    def _load_devices(self) -> List[str]:
+        """Hand devices from the store (new ones only) to the emulator; return their ids."""
+        assert self.emulator is not None
+        data = self.store.load()
+        added = []
+        for device_id, raw in data["devices"].items():
+            if device_id in self.emulator.devices:
+                continue
+            dev = self._devices.get(device_id) or Device.from_json(raw)
+            self._devices[device_id] = dev
+            values = data["things"].get(dev.thing_id, {}).get("values", {})
+            self.emulator.add_device(dev, values)
+            added.append(device_id)
+        return added
+
+    def stop(self) -> None:
+        """Save last values, stop the emulator and mosquitto; idempotent, never raises."""
+        atexit.unregister(self.stop)
+        emulator, self.emulator = self.emulator, None
+        if emulator is not None:
+            try:
+                with emulator._cond:
+                    things = {tid: t.values for tid, t in emulator.things.items()}
+                self.store.save_values(json.loads(json.dumps(things)))
+            except Exception:
+                log.exception("could not save last values")
+            try:
+                emulator.stop()
+            except Exception:
+                log.exception("could not stop the emulator cleanly")
+        try:
+            self.broker.stop()
+        finally:
+            info = running_instance(self.workdir)
+            if info is not None and info["pid"] == os.getpid():
+                os.unlink(self.workdir / "run.json")
+
+    def restart_broker(self) -> None:
+        """Restart mosquitto on the same ports; return once the emulator has reconnected
+        and republished its retained messages.  Devices see their connection drop."""
+        emulator = self._emulator()
+        generation = emulator.generation
+        self.broker.restart()
+        emulator.wait_connected(generation)
+
+    def __enter__(self) -> "LocalCloud":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _emulator(self) -> CloudEmulator:
+        if self.emulator is None:
+            raise RuntimeError("the local cloud is not running: start() it first")
+        return self.emulator
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def add_device(self, auth: str = "password", variant: str = "both", thing_id: Optional[str] = None,
+                   properties: Optional[Dict[str, Any]] = None, device_id: Optional[str] = None,
+                   tz_offset: int = 0, tz_dst_until: Optional[int] = None,
+                   csr: Optional[Union[str, Path]] = None) -> Device:
+        """Create a device.
+
+        ``auth``: "password" (a secret is generated: ``dev.secret``) or "cert" (a key
+        and certificate, PEM and DER: ``dev.keyfile``, ``dev.certfile``, ``.keyfile_der``,
+        ``.certfile_der``; with ``csr=`` the CSR is signed instead and no key is made).
+        ``variant``: "event", "command" or "both".  ``thing_id``: None makes a new
+        thing, "" means no thing yet.  ``properties``: the thing's initial last values.
+        ``tz_dst_until`` defaults to one year from now.
+        """
+        if auth not in AUTHS:
+            raise ValueError("auth must be one of %s" % (AUTHS,))
+        if variant not in VARIANTS:
+            raise ValueError("variant must be one of %s" % (VARIANTS,))
+        self.prepare()
+        device_id = check_device_id(device_id or str(uuid.uuid4()))
+        if device_id in self.store.load()["devices"]:
+            raise ValueError("device %s exists already" % device_id)
+        until = int(time.time()) + 365 * 86400 if tz_dst_until is None else tz_dst_until
+        dev = Device(device_id, auth=auth, variant=variant,
+                     thing_id=str(uuid.uuid4()) if thing_id is None else thing_id,
+                     tz_offset=tz_offset, tz_dst_until=until)
+        if auth == "password":
+            dev.secret = new_secret()
+            self.broker.append_devices(hash_passwords([(device_id, dev.secret)]))
+        elif csr is not None:
+            dev.certfile = str(self.pki.sign_csr(device_id, Path(csr)))
+            dev.certfile_der = str(Path(dev.certfile).with_suffix(".der"))
+        else:
+            paths = self.pki.issue_device(device_id)
+            dev.keyfile, dev.certfile, dev.keyfile_der, dev.certfile_der = (str(p) for p in paths)
+        values = dict(properties or {})
+
+        def change(data: Dict[str, Any]) -> None:
+            data["devices"][device_id] = dev.to_json()
+            if dev.thing_id and values:
+                stored = data["things"].setdefault(dev.thing_id, {"values": {}})["values"]
+                stored.update(values)
+        self.store.update(change)
+        self._devices[device_id] = dev
+        log.info("added device %s (auth %s, variant %s, thing %r)", device_id, auth, variant, dev.thing_id)
+        if self.emulator is not None:
+            if auth == "password":
+                self.broker.reload()
+            self.emulator.add_device(dev, values)
+            self.emulator.barrier()
+        return dev
+
+    def device(self, ref: DeviceRef) -> Device:
+        """The Device for a Device or a device id."""
+        if self.emulator is not None:
+            return self.emulator.device(ref)
+        device_id = ref.device_id if isinstance(ref, Device) else ref
+        if device_id in self._devices:
+            return self._devices[device_id]
+        raw = self.store.load()["devices"].get(device_id)
+        if raw is None:
+            raise KeyError("unknown device %r" % device_id)
+        return Device.from_json(raw)
+
+    def devices(self) -> List[Device]:
+        """All devices in the store."""
+        return [self.device(d) for d in self.store.load()["devices"]]
+
+    def issue_certificate(self, device_id: str, csr_path: Union[str, Path]) -> str:
+        """Sign a CSR with the local CA as a certificate for ``device_id`` (CN forced to it).
+
+        For keys that never leave a token (PKCS#11).  Returns the PEM path; a DER copy
+        sits next to it with the ``.der`` suffix.
+        """
+        return str(self.pki.sign_csr(check_device_id(device_id), Path(csr_path)))
+
+    def env(self, ref: DeviceRef) -> Dict[str, str]:
+        """The environment variables that point a device script at this cloud."""
+        dev = self.device(ref)
+        port = self.password_port if dev.auth == "password" else self.cert_port
+        return {"ARDUINO_IOT_CLOUD_SERVER": self.host, "ARDUINO_IOT_CLOUD_PORT": str(port),
+                "ARDUINO_IOT_CLOUD_CA": self.ca_file}
+
+    def _persist(self, dev: Device) -> None:
+        self.store.save_device(dev)
+
+    # -- the dashboard ---------------------------------------------------------------------
+
+    def set(self, ref: DeviceRef, name: str, value: Any, timeout: float = 5.0) -> None:
+        """Write ``name = value`` from the dashboard (a dict for a composite property);
+        returns once the broker has accepted the message."""
+        info = self._emulator().set(ref, name, value)
+        info.wait_for_publish(timeout)
+
+    def get(self, ref: DeviceRef, name: str, default: Any = None) -> Any:
+        """The cloud's last value of ``name`` (device report or dashboard write), or ``default``."""
+        return self._emulator().values(ref).get(name, default)
+
+    def values(self, ref: DeviceRef) -> Dict[str, Any]:
+        """All last values of the device's thing."""
+        return self._emulator().values(ref)
+
+    def wait_for(self, ref: DeviceRef, name: str, value_or_predicate: Any, timeout: float = 10.0) -> Any:
+        """Wait until the device reports ``name`` matching a value or predicate; see
+        :meth:`CloudEmulator.wait_for`.  Raises TimeoutError describing what was seen."""
+        return self._emulator().wait_for(ref, name, value_or_predicate, timeout)
+
+    def history(self, ref: DeviceRef, name: str, timestamps: bool = False) -> List[Any]:
+        """Values the device reported for ``name``, oldest first."""
+        return self._emulator().history(ref, name, timestamps)
+
+    def events(self, ref: DeviceRef, since: int = 0, timestamps: bool = False) -> List[tuple]:
+        """The device's events: ``(kind, detail)`` (or ``(time, kind, detail)``), in order.
+
+        Kinds: connect, disconnect, subscribe, unsubscribe (from the broker log);
+        device_begin, thing_begin, last_values ("command"/"shadow"), timezone_request,
+        command, values, shadow, bad_command, bad_values, bad_shadow (from the device);
+        write, reassign, detach, timezone_sent (from the cloud).
+        """
+        return self._emulator().events(ref, since, timestamps)
+
+    def mark(self, ref: DeviceRef) -> int:
+        """A position in the device's event list, for ``events(since=)``/``wait_event(since=)``."""
+        return self._emulator().mark(ref)
+
+    def wait_event(self, ref: DeviceRef, kind: str, match: Any = None, since: int = 0,
+                   timeout: float = 10.0) -> Any:
+        """Wait for an event of ``kind`` (detail equal to / accepted by ``match`` if given)."""
+        if match is None:
+            return self._emulator().wait_event(ref, kind, since=since, timeout=timeout)
+        return self._emulator().wait_event(ref, kind, match, since=since, timeout=timeout)
+
+    def broker_events(self) -> List[tuple]:
+        """Broker-wide events: ``(time, kind, detail)`` for refused logins, reloads, strays."""
+        emulator = self._emulator()
+        with emulator._cond:
+            return list(emulator.broker_events)
+
+    def send_timezone(self, ref: DeviceRef, offset: int, until: int) -> None:
+        """Tell the device its UTC offset (s) and until when it holds (unix s)."""
+        self._emulator().send_timezone(ref, offset, until)
+        self._persist(self.device(ref))
+
+    def detach(self, ref: DeviceRef) -> None:
+        """Take the device off its thing (ThingDetach / thing_id "")."""
+        self._emulator().reassign(ref, "")
+        self._persist(self.device(ref))
+
+    def reassign(self, ref: DeviceRef, new_thing_id: Optional[str] = None) -> str:
+        """Move the device to another thing (a new one if None); return its id."""
+        thing_id = new_thing_id or str(uuid.uuid4())
+        self._emulator().reassign(ref, thing_id)
+        self._persist(self.device(ref))
+        return thing_id
+
+    def send_command(self, ref: DeviceRef, tag: int, fields: List[Any], timeout: float = 5.0) -> None:
+        """Send any command (CBOR tag + array) on the device's ``c/dw``."""
+        self._emulator().send_command(ref, tag, fields).wait_for_publish(timeout)
+
+    def publish_raw(self, ref: DeviceRef, payload: bytes, topic: str = "e/i", timeout: float = 5.0) -> None:
+        """Send raw bytes to the device: ``topic`` "e/i"/"shadow/i" (thing) or "c/dw"/"d/e/i" (device)."""
+        self._emulator().publish_raw(ref, payload, topic).wait_for_publish(timeout)
+
+    # -- control requests from the CLI -------------------------------------------------------
+
+    def _control(self, op: str, args: Dict[str, Any]) -> Any:
+        """Serve a CLI request arriving on ``localcloud/ctl/<op>`` (in the emulator's worker thread)."""
+        if op == "reload":
+            added = self._load_devices()
+            self.broker.reload()
+            self._emulator().barrier()
+            return added
+        if op == "list":
+            return [self._emulator().state(d) for d in list(self._emulator().devices)]
+        device = args.get("device_id", "")
+        if op == "state":
+            return self._emulator().state(device)
+        if op == "set":
+            self.set(device, args["name"], args["value"])
+            return None
+        if op == "detach":
+            self.detach(device)
+            return None
+        if op == "reassign":
+            return self.reassign(device, args.get("thing_id"))
+        if op == "timezone":
+            self.send_timezone(device, int(args["offset"]), int(args["until"]))
+            return None
+        raise ValueError("unknown control operation %r" % op)
+
+
+def running_instance(workdir: Union[str, Path]) -> Optional[Dict[str, Any]]:
+    """``run.json`` of a live LocalCloud using ``workdir`` (pid, host, ports), or None."""
+    try:
+        with open(Path(workdir) / "run.json") as f:
+            info = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+    return info if _pid_alive(int(info.get("pid", 0))) else None

@@ -1,0 +1,573 @@
+"""The cloud emulator: the cloud's side of the device protocol, over paho-mqtt.
+
+Theory of operation
+-------------------
+One paho client, connected to the broker's admin listener, runs in paho's own
+background thread (this is CPython-only test infrastructure).  It subscribes to
+everything devices send::
+
+    /a/d/+/c/up          commands (DeviceBegin, ThingBegin, LastValuesBegin, TimezoneCommandUp, ...)
+    /a/t/+/e/o           property values (SenML CBOR)
+    /a/t/+/shadow/o      getLastValues requests (older variant)
+
+and answers per device ``variant``:
+
+* ``"event"`` (older, Python 1.4.1): ``thing_id``/``tz_offset``/``tz_dst_until``
+  published *retained* on ``/a/d/<dev>/e/i`` (again after every reconnect, as the
+  broker keeps no state over a restart); last values on ``shadow/i``;
+* ``"command"`` (newer, C++ 2.x): ThingUpdate, LastValuesUpdate and
+  TimezoneCommandDown on ``/a/d/<dev>/c/dw``;
+* ``"both"``: all of the above.
+
+Each thing keeps ``values`` (the cloud's last value per property: initial values,
+device reports and dashboard writes; what last-values answers carry),
+``reported`` (the last value the device itself published) and a bounded history of
+reports.  Each device keeps an ordered event list (device messages, plus connects,
+subscriptions and disconnects read from the broker log by :mod:`.logwatch`).
+
+For the CLI, every device's state is also published as retained JSON on
+``localcloud/state/<device_id>``, and requests on ``localcloud/ctl/<op>`` are
+handed to a control handler (in a worker thread, so it may block); devices cannot
+reach ``localcloud/#`` (ACL).
+
+All state sits behind one condition variable; waits (:meth:`wait_for`,
+:meth:`wait_event`, :meth:`barrier`) are condition waits, never sleeps.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import queue
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+
+import paho.mqtt.client as mqtt
+
+from . import wire
+from .logwatch import LogWatch
+from .store import Device
+
+log = logging.getLogger(__name__)
+
+HISTORY_MAX = 10000
+EVENTS_MAX = 20000
+STATE_TOPIC = "localcloud/state/%s"
+CTL_TOPIC = "localcloud/ctl/"
+
+DeviceRef = Union[Device, str]
+ControlHandler = Callable[[str, Dict[str, Any]], Any]
+_MISSING = object()
+
+
+def values_match(value: Any, expected: Any) -> bool:
+    """Equality that forgives single-precision rounding (devices send 4-byte floats)."""
+    if callable(expected):
+        return bool(expected(value))
+    if isinstance(value, dict) and isinstance(expected, dict):
+        return value.keys() == expected.keys() and all(values_match(value[k], expected[k]) for k in value)
+    numbers = (int, float)
+    if (isinstance(value, numbers) and isinstance(expected, numbers)
+            and not isinstance(value, bool) and not isinstance(expected, bool)):
+        return math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return type(value) is type(expected) and value == expected
+    return value == expected
+
+
+class ThingState:
+    """One thing's properties: cloud values, device reports, report history."""
+
+    def __init__(self, values: Optional[Dict[str, Any]] = None) -> None:
+        self.values: Dict[str, Any] = dict(values or {})
+        self.reported: Dict[str, Any] = {}
+        self.history: Dict[str, Deque[Tuple[float, Any]]] = {}
+        self.reports: Dict[str, int] = {}  # total reports per property, for wait_for
+
+    def report(self, name: str, value: Any, when: float) -> None:
+        """Record a value the device published (composite fields merge into the stored dict)."""
+        prev = self.values.get(name)
+        stored = dict(prev, **value) if isinstance(value, dict) and isinstance(prev, dict) else value
+        self.values[name] = stored
+        self.reported[name] = stored
+        self.history.setdefault(name, collections.deque(maxlen=HISTORY_MAX)).append((when, value))
+        self.reports[name] = self.reports.get(name, 0) + 1
+
+
+class CloudEmulator:
+    """The cloud side of the device protocol, on the admin listener at ``host:port``.
+
+    ``log_file`` is mosquitto's log, followed for connect/subscribe events (optional).
+    """
+
+    def __init__(self, host: str, port: int, username: str, password: str,
+                 log_file: Optional[Path] = None) -> None:
+        self.host, self.port = host, port
+        self._cond = threading.Condition(threading.RLock())
+        self.devices: Dict[str, Device] = {}
+        self.things: Dict[str, ThingState] = {}
+        self._events: Dict[str, Deque[Tuple[int, float, str, Any]]] = {}
+        self._event_count: Dict[str, int] = {}
+        self.broker_events: List[Tuple[float, str, Any]] = []
+        self._client_ids: Dict[str, str] = {}  # MQTT client id -> device id
+        self._generation = 0  # completed (re)connects
+        self._pongs: set = set()
+        self.control_handler: Optional[ControlHandler] = None
+        self._ctl_queue: "queue.Queue[Optional[Tuple[str, Dict[str, Any]]]]" = queue.Queue()
+        self._ctl_thread: Optional[threading.Thread] = None
+        self._name = "localcloud-emulator-%s" % secrets.token_hex(4)
+        self._ping_topic = "localcloud/ping/%s" % self._name
+        self._logwatch = LogWatch(log_file, self._on_log) if log_file is not None else None
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._name, clean_session=True,
+                        protocol=mqtt.MQTTv311)
+        c.username_pw_set(username, password)
+        c.reconnect_delay_set(min_delay=0.05, max_delay=0.5)  # type: ignore[arg-type]
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self._client = c
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, subscribe, publish retained device info; return when all of that is done."""
+        if self._logwatch is not None:
+            self._logwatch.start()
+        self._ctl_thread = threading.Thread(target=self._ctl_worker, name="localcloud-ctl", daemon=True)
+        self._ctl_thread.start()
+        self._client.connect(self.host, self.port, keepalive=30)
+        self._client.loop_start()
+        self.wait_connected(0, timeout)
+
+    def stop(self) -> None:
+        """Disconnect and stop the background threads."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._ctl_queue.put(None)
+        if self._ctl_thread is not None:
+            self._ctl_thread.join(2)
+            self._ctl_thread = None
+        if self._logwatch is not None:
+            self._logwatch.stop()
+
+    @property
+    def generation(self) -> int:
+        """How many times the emulator has (re)connected and republished its state."""
+        with self._cond:
+            return self._generation
+
+    def wait_connected(self, after_generation: int, timeout: float = 10.0) -> None:
+        """Wait for a connect newer than ``after_generation``, then for a broker round trip."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._generation > after_generation, timeout):
+                raise TimeoutError("cloud emulator did not connect to the broker at %s:%d within %.0f s"
+                                   % (self.host, self.port, timeout))
+        self.barrier(timeout)
+
+    def barrier(self, timeout: float = 5.0) -> None:
+        """Wait until the broker has processed everything this emulator sent so far.
+
+        Publishes a QoS 1 ping to itself: mosquitto handles one client's packets in
+        order, so once the ping comes back, earlier subscriptions and retained
+        publishes are in place.  Never call this from paho's thread.
+        """
+        nonce = secrets.token_hex(8)
+        self._client.publish(self._ping_topic, nonce, qos=1)
+        with self._cond:
+            if not self._cond.wait_for(lambda: nonce in self._pongs, timeout):
+                raise TimeoutError("no round trip through the broker within %.1f s" % timeout)
+            self._pongs.discard(nonce)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        if rc.is_failure:
+            log.error("cloud emulator refused by the broker: %s", rc)
+            return
+        client.subscribe([("/a/d/+/c/up", 1), ("/a/t/+/e/o", 1), ("/a/t/+/shadow/o", 1),
+                          (CTL_TOPIC + "+", 1), (self._ping_topic, 1)])
+        with self._cond:
+            for dev in self.devices.values():
+                self._publish_device_info(dev)
+                self._publish_state(dev)
+            self._generation += 1
+            self._cond.notify_all()
+        log.info("cloud emulator connected (generation %d)", self._generation)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        log.info("cloud emulator disconnected: %s", rc)
+
+    # -- devices --------------------------------------------------------------------------------
+
+    def add_device(self, dev: Device, values: Optional[Dict[str, Any]] = None) -> None:
+        """Start serving ``dev``; ``values`` seed its thing's last values (if the thing is new)."""
+        with self._cond:
+            self.devices[dev.device_id] = dev
+            self._events.setdefault(dev.device_id, collections.deque(maxlen=EVENTS_MAX))
+            self._event_count.setdefault(dev.device_id, 0)
+            if dev.thing_id:
+                thing = self.things.setdefault(dev.thing_id, ThingState())
+                for name, value in (values or {}).items():
+                    thing.values.setdefault(name, value)
+            self._publish_device_info(dev)
+            self._publish_state(dev)
+
+    def device(self, ref: DeviceRef) -> Device:
+        """The emulator's Device for a Device or a device id (KeyError if unknown)."""
+        device_id = ref.device_id if isinstance(ref, Device) else ref
+        with self._cond:
+            try:
+                return self.devices[device_id]
+            except KeyError:
+                raise KeyError("unknown device %r" % device_id) from None
+
+    def _owner(self, thing_id: str) -> Optional[Device]:
+        for dev in self.devices.values():
+            if dev.thing_id == thing_id:
+                return dev
+        return None
+
+    def _thing(self, dev: Device) -> ThingState:
+        if not dev.thing_id:
+            return ThingState()
+        return self.things.setdefault(dev.thing_id, ThingState())
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _event(self, device_id: str, kind: str, detail: Any) -> None:
+        with self._cond:
+            if device_id not in self._events:
+                self._events[device_id] = collections.deque(maxlen=EVENTS_MAX)
+                self._event_count[device_id] = 0
+            seq = self._event_count[device_id]
+            self._event_count[device_id] = seq + 1
+            self._events[device_id].append((seq, time.time(), kind, detail))
+            self._cond.notify_all()
+        log.debug("device %s: %s %r", device_id, kind, detail)
+
+    def _broker_event(self, kind: str, detail: Any) -> None:
+        with self._cond:
+            self.broker_events.append((time.time(), kind, detail))
+            if len(self.broker_events) > EVENTS_MAX:
+                del self.broker_events[: EVENTS_MAX // 2]
+            self._cond.notify_all()
+
+    def events(self, ref: DeviceRef, since: int = 0, timestamps: bool = False) -> List[Tuple]:
+        """The device's events from mark ``since`` on, as ``(kind, detail)`` or ``(time, kind, detail)``."""
+        device_id = ref.device_id if isinstance(ref, Device) else ref
+        with self._cond:
+            evs = [e for e in self._events.get(device_id, ()) if e[0] >= since]
+        return [(e[1], e[2], e[3]) if timestamps else (e[2], e[3]) for e in evs]
+
+    def mark(self, ref: DeviceRef) -> int:
+        """A position in the device's event list, for ``events(since=)`` and ``wait_event(since=)``."""
+        device_id = ref.device_id if isinstance(ref, Device) else ref
+        with self._cond:
+            return self._event_count.get(device_id, 0)
+
+    def wait_event(self, ref: DeviceRef, kind: str, match: Any = _MISSING, since: int = 0,
+                   timeout: float = 10.0) -> Any:
+        """Wait for an event ``kind`` (detail matching ``match``: a value or a predicate) at or
+        after mark ``since``; return its detail, or raise TimeoutError listing the events seen."""
+        device_id = ref.device_id if isinstance(ref, Device) else ref
+        found: List[Any] = []
+
+        def check() -> bool:
+            for seq, _, k, detail in self._events.get(device_id, ()):
+                if seq >= since and k == kind and (match is _MISSING or values_match(detail, match)):
+                    found.append(detail)
+                    return True
+            return False
+
+        with self._cond:
+            if self._cond.wait_for(check, timeout):
+                return found[0]
+        seen = self.events(device_id, since)
+        raise TimeoutError("device %s: no %r event%s within %.1f s; events since mark %d: %s" % (
+            device_id, kind, "" if match is _MISSING else " matching %r" % (match,), timeout, since,
+            _short(seen)))
+
+    # -- broker log -----------------------------------------------------------------------------
+
+    def _on_log(self, kind: str, client_id: Optional[str], detail: Dict[str, Any]) -> None:
+        with self._cond:
+            if kind == "connect" and client_id is not None:
+                device_id = detail.get("username") or client_id
+                if device_id in self.devices:
+                    self._client_ids[client_id] = device_id
+                    self.devices[device_id].connected = True
+                    self._event(device_id, "connect", detail)
+                    self._publish_state(self.devices[device_id])
+                return
+            if client_id is None:
+                self._broker_event(kind, detail)
+                return
+            device_id = self._client_ids.get(client_id)
+            if device_id is None:
+                return
+            if kind == "disconnect":
+                self._client_ids.pop(client_id, None)
+                dev = self.devices.get(device_id)
+                if dev is not None and device_id not in self._client_ids.values():
+                    dev.connected = False
+                    self._publish_state(dev)
+                self._event(device_id, "disconnect", detail["reason"])
+            else:
+                self._event(device_id, kind, detail["topic"])
+
+    # -- incoming messages ---------------------------------------------------------------------
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        topic = msg.topic
+        if topic == self._ping_topic:
+            with self._cond:
+                self._pongs.add(msg.payload.decode())
+                self._cond.notify_all()
+            return
+        if topic.startswith(CTL_TOPIC):
+            self._ctl_queue.put((topic[len(CTL_TOPIC):], msg.payload))
+            return
+        if self._logwatch is not None:
+            self._logwatch.poll()  # connect/subscribe lines first: keeps events in causal order
+        parts = topic.split("/")
+        try:
+            with self._cond:
+                if len(parts) == 6 and parts[1:3] == ["a", "d"] and parts[4:] == ["c", "up"]:
+                    self._on_command(parts[3], msg.payload)
+                elif len(parts) == 6 and parts[1:3] == ["a", "t"] and parts[4:] == ["e", "o"]:
+                    self._on_values(parts[3], msg.payload)
+                elif len(parts) == 6 and parts[1:3] == ["a", "t"] and parts[4:] == ["shadow", "o"]:
+                    self._on_shadow(parts[3], msg.payload)
+        except Exception:  # a bad message must never stop the emulator
+            log.exception("cloud emulator failed on a message on %s", topic)
+
+    def _on_command(self, device_id: str, payload: bytes) -> None:
+        dev = self.devices.get(device_id)
+        if dev is None:
+            self._broker_event("unknown_device", {"device_id": device_id, "topic": "c/up"})
+            return
+        try:
+            tag, fields = wire.decode_command(payload)
+        except wire.WireError as exc:
+            self._event(device_id, "bad_command", {"error": str(exc), "payload": payload.hex()})
+            return
+        first = fields[0] if fields else None
+        if tag == wire.DEVICE_BEGIN:
+            dev.library_version = first
+            self._event(device_id, "device_begin", first)
+            self._publish_state(dev)
+        elif tag == wire.THING_BEGIN:
+            self._event(device_id, "thing_begin", first)
+            if dev.answers_commands:
+                self._send(dev, "c/dw", wire.thing_update(dev.thing_id))
+        elif tag == wire.LAST_VALUES_BEGIN:
+            self._event(device_id, "last_values", "command")
+            if dev.answers_commands and dev.thing_id:
+                self._send(dev, "c/dw", wire.last_values_update(self._thing(dev).values))
+        elif tag == wire.TIMEZONE_UP:
+            self._event(device_id, "timezone_request", None)
+            if dev.answers_commands:
+                self._send(dev, "c/dw", wire.timezone_down(dev.tz_offset, dev.tz_dst_until))
+        else:
+            name = wire.COMMAND_NAMES.get(tag, "0x%06x" % tag)
+            self._event(device_id, "command", {"name": name, "tag": tag, "fields": fields})
+
+    def _on_values(self, thing_id: str, payload: bytes) -> None:
+        dev = self._owner(thing_id)
+        if dev is None:
+            self._broker_event("unowned_thing", {"thing_id": thing_id, "payload": payload.hex()})
+            return
+        try:
+            records = wire.decode_senml(payload)
+        except wire.WireError as exc:
+            self._event(dev.device_id, "bad_values", {"error": str(exc), "payload": payload.hex()})
+            return
+        values = wire.group_values(records)
+        thing = self._thing(dev)
+        now = time.time()
+        for name, value in values.items():
+            thing.report(name, value, now)
+        self._event(dev.device_id, "values", values)
+        self._publish_state(dev)
+
+    def _on_shadow(self, thing_id: str, payload: bytes) -> None:
+        dev = self._owner(thing_id)
+        if dev is None:
+            self._broker_event("unowned_thing", {"thing_id": thing_id, "payload": payload.hex()})
+            return
+        try:
+            records = wire.decode_senml(payload)
+        except wire.WireError as exc:
+            self._event(dev.device_id, "bad_shadow", {"error": str(exc), "payload": payload.hex()})
+            return
+        if not wire.is_get_last_values(records):
+            self._event(dev.device_id, "shadow", wire.group_values(records))
+            return
+        self._event(dev.device_id, "last_values", "shadow")
+        if dev.answers_events:
+            self._client.publish("/a/t/%s/shadow/i" % thing_id, wire.encode_senml(self._thing(dev).values), qos=1)
+
+    # -- outgoing -------------------------------------------------------------------------------
+
+    def _send(self, dev: Device, sub: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        return self._client.publish("/a/d/%s/%s" % (dev.device_id, sub), payload, qos=1)
+
+    def _publish_device_info(self, dev: Device) -> None:
+        if dev.answers_events:
+            self._client.publish("/a/d/%s/e/i" % dev.device_id,
+                                 wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until), qos=1, retain=True)
+
+    def state(self, ref: DeviceRef) -> Dict[str, Any]:
+        """A JSON-friendly snapshot of a device and its thing's values."""
+        with self._cond:
+            dev = self.device(ref)
+            return {"device_id": dev.device_id, "auth": dev.auth, "variant": dev.variant,
+                    "thing_id": dev.thing_id, "connected": dev.connected,
+                    "library_version": dev.library_version, "values": dict(self._thing(dev).values)}
+
+    def _publish_state(self, dev: Device) -> None:
+        self._client.publish(STATE_TOPIC % dev.device_id, json.dumps(self.state(dev)), qos=0, retain=True)
+
+    # -- the dashboard ----------------------------------------------------------------------------
+
+    def set(self, ref: DeviceRef, name: str, value: Any) -> mqtt.MQTTMessageInfo:
+        """Write a property from the dashboard: SenML on ``/a/t/<thing>/e/i``; store it."""
+        with self._cond:
+            dev = self.device(ref)
+            if not dev.thing_id:
+                raise ValueError("device %s has no thing: nothing to write to" % dev.device_id)
+            payload = wire.encode_senml({name: value})
+            thing = self._thing(dev)
+            prev = thing.values.get(name)
+            thing.values[name] = dict(prev, **value) if isinstance(value, dict) and isinstance(prev, dict) else value
+            info = self._client.publish("/a/t/%s/e/i" % dev.thing_id, payload, qos=1)
+            self._event(dev.device_id, "write", {name: value})
+            self._publish_state(dev)
+            return info
+
+    def publish_raw(self, ref: DeviceRef, payload: bytes, topic: str = "e/i") -> mqtt.MQTTMessageInfo:
+        """Send any bytes to the device's thing (``e/i``, ``shadow/i``) or device (``c/dw``, ``d/e/i``)."""
+        with self._cond:
+            dev = self.device(ref)
+            if topic == "c/dw":
+                return self._send(dev, "c/dw", payload)
+            if topic == "d/e/i":
+                return self._send(dev, "e/i", payload)
+            return self._client.publish("/a/t/%s/%s" % (dev.thing_id, topic), payload, qos=1)
+
+    def send_command(self, ref: DeviceRef, tag: int, fields: List[Any]) -> mqtt.MQTTMessageInfo:
+        """Send any command (tag + array) on the device's ``c/dw``."""
+        return self.publish_raw(ref, wire.encode_command(tag, fields), "c/dw")
+
+    def send_timezone(self, ref: DeviceRef, offset: int, until: int) -> None:
+        """New timezone: TimezoneCommandDown (command variant) and/or retained e/i (event variant)."""
+        with self._cond:
+            dev = self.device(ref)
+            dev.tz_offset, dev.tz_dst_until = int(offset), int(until)
+            if dev.answers_commands:
+                self._send(dev, "c/dw", wire.timezone_down(offset, until))
+            self._publish_device_info(dev)
+            self._event(dev.device_id, "timezone_sent", (int(offset), int(until)))
+
+    def reassign(self, ref: DeviceRef, thing_id: str) -> None:
+        """Move the device to ``thing_id`` ("" = detach): ThingUpdate / ThingDetach and/or retained e/i."""
+        with self._cond:
+            dev = self.device(ref)
+            old = dev.thing_id
+            dev.thing_id = thing_id
+            if thing_id:
+                self.things.setdefault(thing_id, ThingState())
+            if dev.answers_commands:
+                if thing_id:
+                    self._send(dev, "c/dw", wire.thing_update(thing_id))
+                elif old:
+                    self._send(dev, "c/dw", wire.thing_detach(old))
+            self._publish_device_info(dev)
+            self._event(dev.device_id, "reassign" if thing_id else "detach", thing_id or old)
+            self._publish_state(dev)
+
+    # -- reading values ---------------------------------------------------------------------------
+
+    def values(self, ref: DeviceRef) -> Dict[str, Any]:
+        """The cloud's last values of the device's thing (copies)."""
+        with self._cond:
+            return json.loads(json.dumps(self._thing(self.device(ref)).values))
+
+    def history(self, ref: DeviceRef, name: str, timestamps: bool = False) -> List[Any]:
+        """Values the device reported for ``name``, oldest first (or ``(time, value)`` pairs)."""
+        with self._cond:
+            hist = list(self._thing(self.device(ref)).history.get(name, ()))
+        return hist if timestamps else [v for _, v in hist]
+
+    def wait_for(self, ref: DeviceRef, name: str, expected: Any, timeout: float = 10.0) -> Any:
+        """Wait until the device *reports* ``name`` matching ``expected`` (a value or a predicate).
+
+        Matches the latest reported value, or any report that arrives during the wait
+        (so a value that is quickly overwritten is not missed).  Floats match with a
+        relative tolerance of 1e-6 (devices send single precision).  Dashboard writes
+        are not reports.  Returns the matching value.
+        """
+        with self._cond:
+            dev = self.device(ref)
+            start = {tid: t.reports.get(name, 0) for tid, t in self.things.items()}
+            result: List[Any] = []
+
+            def check() -> bool:
+                thing = self._thing(dev)
+                cur = thing.reported.get(name, _MISSING)
+                if cur is not _MISSING and values_match(cur, expected):
+                    result.append(cur)
+                    return True
+                new = thing.reports.get(name, 0) - start.get(dev.thing_id, 0)
+                hist = thing.history.get(name, ())
+                for _, v in list(hist)[len(hist) - min(new, len(hist)):]:
+                    if values_match(v, expected):
+                        result.append(v)
+                        return True
+                return False
+
+            if self._cond.wait_for(check, timeout):
+                return result[0]
+            thing = self._thing(dev)
+            seen = list(thing.history.get(name, ()))[-10:]
+            raise TimeoutError(
+                "device %s (thing %r): property %r did not reach %s within %.1f s; reported %s; "
+                "cloud values %s; connected=%s; last events: %s" % (
+                    dev.device_id, dev.thing_id, name, _describe(expected), timeout,
+                    [v for _, v in seen] or "nothing", _short(thing.values), dev.connected,
+                    _short(self.events(dev)[-8:])))
+
+    # -- control requests (CLI) -------------------------------------------------------------------
+
+    def _ctl_worker(self) -> None:
+        while True:
+            item = self._ctl_queue.get()
+            if item is None:
+                return
+            op, payload = item
+            try:
+                request = json.loads(payload or b"{}")
+            except ValueError:
+                log.warning("ignoring control request %s: not JSON", op)
+                continue
+            reply_to = request.pop("reply_to", None)
+            try:
+                if self.control_handler is None:
+                    raise RuntimeError("no control handler")
+                response = {"ok": True, "result": self.control_handler(op, request)}
+            except Exception as exc:  # reported back to the CLI, which prints it
+                response = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+            if reply_to:
+                self._client.publish(reply_to, json.dumps(response), qos=1)
+
+
+def _describe(expected: Any) -> str:
+    return getattr(expected, "__name__", "a predicate") if callable(expected) else repr(expected)
+
+
+def _short(obj: Any, limit: int = 600) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -65,8 +65,13 @@ def coerce(kind, value):
     if kind is None or t is kind:
         return value
     if kind is float and t is int:
-        return float(value)
-    if kind is int and t is float and value == int(value):
+        try:
+            return float(value)
+        except OverflowError:  # a CBOR bignum beyond the float range
+            raise ValueTypeError("integer out of float range")
+    # x - x == 0 holds for finite floats only: NaN and +-inf are refused
+    # (int() of them raises ValueError/OverflowError, not a type error).
+    if kind is int and t is float and value - value == 0 and value == int(value):
         return int(value)
     if kind is bool and t is int and value in (0, 1):
         return value == 1

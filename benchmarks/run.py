@@ -1,0 +1,842 @@
+"""Side-by-side benchmarks: this project's client and arduino-iot-cloud 1.4.1.
+
+    python benchmarks/run.py [--quick] [--no-141] [--only NAME,...] [--fleet N]
+
+Both clients run as subprocesses (benchmarks/driver.py): ours with this
+interpreter, 1.4.1 with .venv-141/bin/python (created by setup_141.sh when it
+is missing).  They talk to the same LocalCloud (real mosquitto, TLS on
+127.0.0.1) in the same run.  This process plays the cloud: it watches what
+devices publish (paho, on the broker's admin listener) and sends dashboard
+writes itself over a raw MQTT socket, so a write's timestamp is taken right
+before its bytes leave.  Times are CLOCK_MONOTONIC, which all processes on the
+machine share.
+
+Prints a table (figures, targets, ratios ours / 1.4.1) and writes it as JSON to
+benchmarks/results/latest.json.  Never fails on speed: a missed target is
+reported, not raised.  Every load loop is bounded in count and in time.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import queue
+import random
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+RESULTS = os.path.join(HERE, "results")
+DRIVER = os.path.join(HERE, "driver.py")
+VENV_141 = os.environ.get("VENV_141", os.path.join(ROOT, ".venv-141"))
+mono = time.monotonic
+
+# --- sizes ---------------------------------------------------------------------------
+FULL = {
+    "attach_reps": 7, "attach_timeout": 15.0,
+    "lat_n_ours": 300, "lat_gap_ours": 0.01, "lat_n_141": 10, "lat_gap_141": (1.0, 1.5),
+    "idle_calls": 200000, "idle_seconds": 2.0,
+    "in_n": 500, "in_reps": 5, "in_timeout": 5.0, "in_reps_141_async": 1,
+    "out_n": 5000, "out_reps": 5, "out_seconds": 5.0, "out_reps_141": 1, "out_seconds_141": 3.0,
+    "micro_seconds": 0.2, "micro_reps": 5, "dispatch_counts": [10, 1000],
+    "fleet": 1000, "fleet_timeout": 120.0,
+}
+QUICK = {
+    "attach_reps": 1, "attach_timeout": 10.0,
+    "lat_n_ours": 5, "lat_gap_ours": 0.01, "lat_n_141": 1, "lat_gap_141": (1.0, 1.2),
+    "idle_calls": 2000, "idle_seconds": 0.3,
+    "in_n": 100, "in_reps": 1, "in_timeout": 1.5, "in_reps_141_async": 1,
+    "out_n": 200, "out_reps": 1, "out_seconds": 1.0, "out_reps_141": 1, "out_seconds_141": 0.5,
+    "micro_seconds": 0.02, "micro_reps": 1, "dispatch_counts": [10, 1000],
+    "fleet": 10, "fleet_timeout": 30.0,
+}
+
+
+def log(msg):
+    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+# --- the 1.4.1 virtualenv ------------------------------------------------------------------
+
+def python_141(allow_setup, timeout):
+    """(path to the 1.4.1 venv's python, None) or (None, reason)."""
+    py = os.path.join(VENV_141, "bin", "python")
+    check = [py, "-c", "from arduino_iot_cloud._version import __version__ as v; assert v == '1.4.1', v"]
+
+    def ok():
+        if not os.path.exists(py):
+            return False
+        return subprocess.run(check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+    if ok():
+        return py, None
+    if not allow_setup:
+        return None, "no venv at %s (run benchmarks/setup_141.sh)" % VENV_141
+    log("creating %s with arduino-iot-cloud==1.4.1 from PyPI" % VENV_141)
+    try:
+        proc = subprocess.run(["bash", os.path.join(HERE, "setup_141.sh")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                              env=dict(os.environ, PYTHON=sys.executable, VENV_141=VENV_141))
+    except subprocess.TimeoutExpired:
+        return None, "creating the venv took over %d s (no network?)" % timeout
+    if proc.returncode != 0 or not ok():
+        last = [ln for ln in proc.stdout.splitlines() if ln.strip()][-1:] or ["unknown error"]
+        return None, "pip install arduino-iot-cloud==1.4.1 failed: %s" % last[0][:200]
+    return py, None
+
+
+# --- the cloud side --------------------------------------------------------------------------
+
+class RawMQTT:
+    """A minimal MQTT 3.1.1 publisher on the broker's plain admin listener.
+
+    Dashboard writes go out through it, so a write's timestamp is taken just
+    before its bytes are handed to the kernel.  Incoming bytes (PUBACKs) are
+    read and dropped by a thread.
+    """
+
+    def __init__(self, host, port, user, password):
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cid = b"bench-writer-%d" % os.getpid()
+        u, p = user.encode(), password.encode()
+        body = (b"\x00\x04MQTT\x04\xc2\x00\x1e" + struct.pack("!H", len(cid)) + cid
+                + struct.pack("!H", len(u)) + u + struct.pack("!H", len(p)) + p)
+        self.sock.sendall(b"\x10" + self._length(len(body)) + body)
+        ack = self._recv_exact(4)
+        if ack[0] != 0x20 or ack[3] != 0:
+            raise RuntimeError("admin login refused by the broker: %r" % ack)
+        self.sock.settimeout(None)
+        self.pid = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _recv_exact(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise RuntimeError("broker closed the admin connection")
+            data += chunk
+        return data
+
+    def _drain(self):
+        try:
+            while self.sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    @staticmethod
+    def _length(n):
+        out = bytearray()
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out.append(b | 0x80 if n else b)
+            if not n:
+                return bytes(out)
+
+    def packet(self, topic, payload, qos=1):
+        t = topic.encode()
+        if qos:
+            self.pid = self.pid % 65535 + 1
+            body = struct.pack("!H", len(t)) + t + struct.pack("!H", self.pid) + payload
+        else:
+            body = struct.pack("!H", len(t)) + t + payload
+        return bytes((0x30 | (qos << 1),)) + self._length(len(body)) + body
+
+    def send(self, data):
+        with self._lock:
+            self.sock.sendall(data)
+
+    def close(self):
+        try:
+            self.sock.sendall(b"\xe0\x00")
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Observer:
+    """Watches /a/t/+/e/o (paho, admin listener): when each thing first
+    published, and how many messages / values it sent."""
+
+    def __init__(self, host, port, user, password):
+        import paho.mqtt.client as mqtt
+
+        self.first = {}
+        self.messages = {}
+        self.cond = threading.Condition()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-observer-%d" % os.getpid(),
+                        clean_session=True, protocol=mqtt.MQTTv311)
+        c.username_pw_set(user, password)
+        ready = threading.Event()
+        c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe("/a/t/+/e/o", qos=0)
+        c.on_subscribe = lambda *a: ready.set()
+        c.on_message = self._on_message
+        c.connect(host, port, keepalive=30)
+        c.loop_start()
+        if not ready.wait(10):
+            raise RuntimeError("observer could not subscribe")
+        self.client = c
+
+    def _on_message(self, client, userdata, msg):
+        t = mono()
+        thing = msg.topic.split("/")[3]
+        with self.cond:
+            self.first.setdefault(thing, t)
+            self.messages[thing] = self.messages.get(thing, 0) + 1
+            self.cond.notify_all()
+
+    def wait_first(self, things, timeout):
+        """Wait until every thing in `things` published; return how many did."""
+        end = mono() + timeout
+        with self.cond:
+            while True:
+                seen = sum(1 for t in things if t in self.first)
+                left = end - mono()
+                if seen == len(things) or left <= 0:
+                    return seen
+                self.cond.wait(min(left, 0.5))
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def senml_one(name, value):
+    """A SenML CBOR pack with one record (cloud side, via the local cloud's own codec)."""
+    from arduino_iot_cloud.localcloud import wire
+
+    return wire.encode_senml({name: value})
+
+
+# --- driver subprocesses ----------------------------------------------------------------------
+
+class Driver:
+    def __init__(self, python, cfg, tag):
+        os.makedirs(RESULTS, exist_ok=True)
+        self.stderr_path = os.path.join(RESULTS, "driver-%s.log" % tag)
+        self._err = open(self.stderr_path, "w")
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        for k in ("ARDUINO_IOT_CLOUD_SERVER", "ARDUINO_IOT_CLOUD_PORT", "ARDUINO_IOT_CLOUD_CA"):
+            env.pop(k, None)
+        if python == sys.executable:  # ours: the source tree, even if not installed
+            env["PYTHONPATH"] = os.path.join(ROOT, "src")
+        self.proc = subprocess.Popen([python, DRIVER, json.dumps(cfg)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._err, text=True, bufsize=1,
+                                     cwd=HERE, env=env)
+        self.events = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("BENCH "):
+                try:
+                    self.events.put(json.loads(line[6:]))
+                except ValueError:
+                    pass
+        self.events.put({"event": "exit"})
+
+    def wait(self, kind, timeout):
+        end = mono() + timeout
+        while True:
+            left = end - mono()
+            if left <= 0:
+                return None
+            try:
+                ev = self.events.get(timeout=left)
+            except queue.Empty:
+                return None
+            if ev["event"] == kind:
+                return ev
+            if ev["event"] == "exit":
+                return None
+
+    def send(self, line):
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            pass
+
+    def error_tail(self):
+        self._err.flush()
+        try:
+            with open(self.stderr_path) as f:
+                lines = [ln.strip() for ln in f if ln.strip()]
+            return lines[-1][:200] if lines else "no output"
+        except OSError:
+            return "no output"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._err.close()
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+def stats(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    return {"n": len(xs), "min": xs[0], "median": statistics.median(xs), "max": xs[-1]}
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+# --- the benchmarks --------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, lc, size, pythons):
+        self.lc = lc
+        self.size = size
+        self.pythons = pythons  # impl -> python path
+        user, password, port = admin_credentials(lc)
+        self.writer = RawMQTT(lc.host, port, user, password)
+        self.observer = Observer(lc.host, port, user, password)
+        self.seq = 0
+
+    def close(self):
+        self.writer.close()
+        self.observer.close()
+
+    def device(self):
+        return self.lc.add_device(auth="password", variant="both")
+
+    def cfg(self, bench, dev, **extra):
+        cfg = {"bench": bench, "host": self.lc.host, "port": self.lc.password_port,
+               "ca": str(self.lc.ca_file),
+               "device": {"device_id": dev.device_id, "secret": dev.secret} if dev else None}
+        cfg.update(extra)
+        return cfg
+
+    def driver(self, impl, cfg):
+        self.seq += 1
+        tag = "%02d-%s-%s-%s" % (self.seq, "ours" if impl == "ours" else "141", cfg["bench"],
+                                  cfg.get("mode", ""))
+        return Driver(self.pythons[impl], cfg, tag)
+
+    # start() to the first value seen by the cloud
+    def attach(self, impl, mode):
+        s = self.size
+        times = []
+        errors = []
+        for _ in range(s["attach_reps"]):
+            dev = self.device()
+            d = self.driver(impl, self.cfg("attach", dev, mode=mode, timeout=s["attach_timeout"] + 5))
+            try:
+                t0 = d.wait("t0", 15)
+                if t0 is None:
+                    errors.append(d.error_tail())
+                    continue
+                if self.observer.wait_first([dev.thing_id], s["attach_timeout"]):
+                    times.append((self.observer.first[dev.thing_id] - t0["t"]) * 1000)
+                else:
+                    errors.append("no value within %.0f s (%s)" % (s["attach_timeout"], d.error_tail()))
+            finally:
+                d.stop()
+        return {"ms": stats(times), "samples": times, "errors": errors}
+
+    # dashboard write -> on_write
+    def write_latency(self, impl, mode):
+        s = self.size
+        n = s["lat_n_ours"] if impl == "ours" else s["lat_n_141"]
+        gap = s["lat_gap_ours"] if impl == "ours" else s["lat_gap_141"]
+        rnd = random.Random(9)
+        gaps = [gap if isinstance(gap, float) else rnd.uniform(*gap) for _ in range(n)]
+        dev = self.device()
+        timeout = sum(gaps) + s["attach_timeout"] + 5
+        d = self.driver(impl, self.cfg("write_latency", dev, mode=mode, n=n, timeout=timeout))
+        try:
+            if not self.observer.wait_first([dev.thing_id], s["attach_timeout"]):
+                return {"error": "not attached: " + d.error_tail()}
+            time.sleep(0.3)
+            topic = "/a/t/%s/e/i" % dev.thing_id
+            for g in gaps:
+                t = mono()
+                self.writer.send(self.writer.packet(topic, senml_one("x", t)))
+                time.sleep(g)
+            res = d.wait("result", 10)
+            if res is None:
+                return {"error": "no result: " + d.error_tail()}
+            lat = res.get("latency_ms")
+            return {"latency_ms": lat, "received": res.get("received"), "sent": n}
+        finally:
+            d.stop()
+
+    def idle_update(self, impl):
+        s = self.size
+        dev = self.device()
+        d = self.driver(impl, self.cfg("idle_update", dev, mode="sync", calls=s["idle_calls"],
+                                       seconds=s["idle_seconds"]))
+        try:
+            res = d.wait("result", s["attach_timeout"] + s["idle_seconds"] + 10)
+            if res is None:
+                return {"error": "no result: " + d.error_tail()}
+            return {"cpu_us": res["cpu_us"], "wall_us": res["wall_us"], "calls": res["calls"]}
+        finally:
+            d.stop()
+
+    def inbound(self, impl, mode):
+        s = self.size
+        n = s["in_n"]
+        reps = s["in_reps"] if (impl == "ours" or mode == "sync") else s["in_reps_141_async"]
+        dev = self.device()
+        d = self.driver(impl, self.cfg("inbound", dev, mode=mode,
+                                       timeout=s["attach_timeout"] + reps * (s["in_timeout"] + 3) + 5))
+        topic = "/a/t/%s/e/i" % dev.thing_id
+        rates, applied, errors = [], [], []
+        try:
+            if not self.observer.wait_first([dev.thing_id], s["attach_timeout"]):
+                return {"error": "not attached: " + d.error_tail()}
+            time.sleep(0.3)
+            for r in range(reps):
+                base = r * n
+                burst = b"".join(self.writer.packet(topic, senml_one("x", base + i + 1)) for i in range(n))
+                d.send("target %d %f" % (base + n, s["in_timeout"]))
+                time.sleep(0.05)
+                t0 = mono()
+                self.writer.send(burst)
+                ev = d.wait("burst_done", s["in_timeout"] + 3)
+                if ev is None:
+                    errors.append("no answer: " + d.error_tail())
+                    break
+                got = max(0, ev["value"] - base)
+                applied.append(got)
+                rates.append(got / max(ev["t"] - t0, 1e-9))
+                if not ev["reached"]:
+                    errors.append("%d of %d values applied within %.1f s" % (got, n, s["in_timeout"]))
+                    break
+                time.sleep(0.1)
+            d.send("quit")
+            return {"per_s": stats(rates), "applied": applied, "burst": n, "errors": errors}
+        finally:
+            d.stop()
+
+    def outbound(self, impl, mode):
+        s = self.size
+        ours = impl == "ours"
+        dev = self.device()
+        reps = s["out_reps"] if ours else s["out_reps_141"]
+        secs = s["out_seconds"] if ours else s["out_seconds_141"]
+        d = self.driver(impl, self.cfg("outbound", dev, mode=mode, n=s["out_n"], reps=reps, seconds=secs,
+                                       timeout=s["attach_timeout"] + reps * (secs + 6) + 5))
+        try:
+            res = d.wait("result", s["attach_timeout"] + reps * (secs + 6) + 10)
+            if res is None:
+                return {"error": "no result: " + d.error_tail()}
+            runs = res.get("runs", [])
+            time.sleep(0.2)
+            sent = sum(r["values"] for r in runs)
+            with self.observer.cond:
+                seen = self.observer.messages.get(dev.thing_id, 0)
+            return {"per_s": stats([r["per_s"] for r in runs]), "runs": runs,
+                    "values_sent": sent, "messages_seen_by_cloud": seen}
+        finally:
+            d.stop()
+
+    def micro(self, impl):
+        s = self.size
+        d = self.driver(impl, self.cfg("micro", None, seconds=s["micro_seconds"], reps=s["micro_reps"],
+                                       dispatch_counts=s["dispatch_counts"]))
+        try:
+            res = d.wait("result", 120)
+            if res is None:
+                return {"error": "no result: " + d.error_tail()}
+            return res
+        finally:
+            d.stop()
+
+    def fleet(self, n):
+        s = self.size
+        log("fleet: adding %d devices" % n)
+        t = mono()
+        devices = self.add_devices(n)
+        log("fleet: %d devices added in %.1f s" % (n, mono() - t))
+        path = os.path.join(RESULTS, "fleet-devices.json")
+        with open(path, "w") as f:
+            json.dump([{"device_id": dv.device_id, "secret": dv.secret} for dv in devices], f)
+        d = self.driver("ours", self.cfg("fleet", None, devices_file=path, timeout=s["fleet_timeout"]))
+        try:
+            att = d.wait("attached", s["fleet_timeout"] + 15)
+            if att is None:
+                return {"error": "no answer: " + d.error_tail(), "devices": n}
+            things = [dv.thing_id for dv in devices]
+            seen = self.observer.wait_first(things, 30)
+            for dv in devices:
+                self.writer.send(self.writer.packet("/a/t/%s/e/i" % dv.thing_id, senml_one("w", 1)))
+            d.send("go")
+            res = d.wait("result", s["fleet_timeout"] + 15)
+            if res is None:
+                return {"error": "no result: " + d.error_tail(), "devices": n, "attached": att["attached"]}
+            res["values_seen_by_cloud"] = seen
+            os.unlink(path)
+            return res
+        finally:
+            d.stop()
+
+    def add_devices(self, n):
+        many = getattr(self.lc, "add_devices", None)
+        if many is not None:
+            return list(many(n, auth="password", variant="both"))
+        return [self.device() for _ in range(n)]
+
+
+def admin_credentials(lc):
+    """(user, password, port) of the broker's admin listener of a LocalCloud."""
+    admin = lc.admin_credentials()
+    return admin["user"], admin["password"], lc.admin_port
+
+
+# --- table ---------------------------------------------------------------------------------
+
+def fmt(x, unit="", digits=None):
+    if x is None:
+        return "-"
+    if digits is None:
+        ax = abs(x)
+        digits = 0 if ax >= 100 else 1 if ax >= 10 else 2 if ax >= 1 else 3
+    return ("%.*f" % (digits, x)) + unit
+
+
+def spread(st, unit=""):
+    """median [min-max] of a stats() dict."""
+    if not st:
+        return None
+    if st["n"] == 1:
+        return fmt(st["median"], unit)
+    return "%s [%s-%s]" % (fmt(st["median"], unit), fmt(st["min"]), fmt(st["max"]))
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, key, figure, target, ours, other, r=None, met=None, ours_value=None, other_value=None):
+        self.rows.append({"key": key, "figure": figure, "target": target, "ours": ours or "-",
+                          "1.4.1": other or "-", "ratio": r, "target_met": met,
+                          "ours_value": ours_value, "141_value": other_value})
+
+    def text(self):
+        head = ("Figure", "Target", "ours", "1.4.1", "ours/1.4.1", "met")
+        lines = []
+        for row in self.rows:
+            r = row["ratio"]
+            lines.append((row["figure"], row["target"], row["ours"], row["1.4.1"],
+                          "-" if r is None else ("%.3g" % r), {True: "yes", False: "NO", None: ""}[row["target_met"]]))
+        widths = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]
+        out = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(head, widths)) + " |",
+               "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        for ln in lines:
+            out.append("| " + " | ".join(str(x).ljust(w) for x, w in zip(ln, widths)) + " |")
+        return "\n".join(out)
+
+
+def build_table(res, unavailable):
+    t = Table()
+    na = "n/a: %s" % unavailable if unavailable else None
+
+    def other(key, get, unit=""):
+        if na:
+            return na, None
+        r = res.get("141", {}).get(key)
+        if r is None:
+            return "not run", None
+        if "error" in r:
+            return "error: %s" % r["error"][:80], None
+        return get(r)
+
+    def ours(key, get):
+        r = res.get("ours", {}).get(key)
+        if r is None:
+            return "not run", None
+        if "error" in r:
+            return "error: %s" % r["error"][:80], None
+        return get(r)
+
+    def ms_stats(r):
+        st = r.get("ms")
+        if not st:
+            return "failed: %s" % "; ".join(r.get("errors", []))[:80], None
+        return spread(st, " ms"), st["median"]
+
+    for mode in ("async", "sync"):
+        key = "attach_" + mode
+        o, ov = ours(key, ms_stats)
+        x, xv = other(key, ms_stats)
+        t.add(key, "start() to attached (first value at the cloud), %s, median [min-max]" % mode,
+              "< 50 ms", o, x, ratio(ov, xv), None if ov is None else ov < 50, ov, xv)
+
+    def lat(q):
+        def get(r):
+            st = r.get("latency_ms")
+            if not st:
+                return "no samples (%s of %s)" % (r.get("received"), r.get("sent")), None
+            v = st[q]
+            return "%s (n=%d of %d, max %s)" % (fmt(v, " ms"), st["n"], r["sent"], fmt(st["max"])), v
+        return get
+
+    for mode, targets in (("async", (("p50", 2.0), ("p99", 10.0))), ("sync", (("p50", 2.0),))):
+        for q, target in targets:
+            key = "write_latency_" + mode
+            o, ov = ours(key, lat(q))
+            x, xv = other(key, lat(q))
+            t.add(key + "_" + q, "dashboard write to on_write, %s mode, %s" % (mode, q),
+                  "< %g ms" % target, o, x, ratio(ov, xv), None if ov is None else ov < target, ov, xv)
+
+    def idle(r):
+        return "%s CPU (wall %s, %d calls)" % (fmt(r["cpu_us"], " us"), fmt(r["wall_us"], " us"), r["calls"]), r["cpu_us"]
+
+    o, ov = ours("idle_update", idle)
+    x, xv = other("idle_update", idle)
+    t.add("idle_update", "one idle sync update() call, CPU time", "< 50 us", o, x, ratio(ov, xv),
+          None if ov is None else ov < 50, ov, xv)
+
+    def rate(r):
+        st = r.get("per_s")
+        if not st:
+            return "failed: %s" % "; ".join(r.get("errors", []))[:80], None
+        note = ""
+        if r.get("errors"):
+            note = " (%s)" % r["errors"][0]
+        return spread(st, "/s") + note, st["median"]
+
+    for mode in ("async", "sync"):
+        key = "inbound_" + mode
+        o, ov = ours(key, rate)
+        x, xv = other(key, rate)
+        t.add(key, "inbound values applied per second, %s (bursts of writes), median [min-max]" % mode,
+              "> 5000 /s", o, x, ratio(ov, xv), None if ov is None else ov > 5000, ov, xv)
+
+    def orate(r):
+        st = r.get("per_s")
+        if not st:
+            return "failed", None
+        return "%s (cloud saw %d msgs)" % (spread(st, "/s"), r.get("messages_seen_by_cloud", 0)), st["median"]
+
+    for mode in ("async", "sync"):
+        key = "outbound_" + mode
+        o, ov = ours(key, orate)
+        x, xv = other(key, orate)
+        t.add(key, "outbound QoS 1 values acknowledged per second, %s, median [min-max]" % mode,
+              "> 5000 /s", o, x, ratio(ov, xv), None if ov is None else ov > 5000, ov, xv)
+
+    def micro(field):
+        def get(r):
+            st = r.get(field)
+            if not st:
+                return "-", None
+            return spread({"n": st["n"], "min": st["min"], "median": st["p50"], "max": st["max"]}, " us"), st["p50"]
+        return get
+
+    counts = None
+    for impl in ("ours", "141"):
+        m = res.get(impl, {}).get("micro")
+        if m and "error" not in m:
+            counts = sorted(int(k.split("_")[1]) for k in m if k.startswith("dispatch_") and k.endswith("_us"))
+            break
+    for c in counts or []:
+        key = "dispatch_%d_us" % c
+        o, ov = ours("micro", micro(key))
+        x, xv = other("micro", micro(key))
+        t.add(key, "decode + dispatch of one message, %d properties registered" % c, "report", o, x,
+              ratio(ov, xv), None, ov, xv)
+    if counts and len(counts) >= 2:
+        lo, hi = "dispatch_%d_us" % counts[0], "dispatch_%d_us" % counts[-1]
+
+        def dratio(r):
+            if lo not in r or hi not in r:
+                return "-", None
+            v = r[hi]["p50"] / r[lo]["p50"]
+            return "%.2f" % v, v
+
+        o, ov = ours("micro", dratio)
+        x, xv = other("micro", dratio)
+        t.add("dispatch_ratio", "per-message dispatch cost, %d vs %d properties (ratio)" % (counts[-1], counts[0]),
+              "< 1.3", o, x, ratio(ov, xv), None if ov is None else ov < 1.3, ov, xv)
+    for field, name in (("encode_us", "encode one SenML record"), ("decode_us", "decode one SenML record")):
+        o, ov = ours("micro", micro(field))
+        x, xv = other("micro", micro(field))
+        t.add(field, name + ", median [min-max]", "report", o, x, ratio(ov, xv), None, ov, xv)
+
+    f = res.get("ours", {}).get("fleet")
+    want = res.get("fleet_target")
+    if f is None:
+        o, ov = "not run", None
+    elif "error" in f:
+        o, ov = "error: %s" % f["error"][:100], None
+    else:
+        ok = f["attached"] == f["devices"] and f["written"] == f["devices"]
+        o = ("%d of %d attached in %.1f s, %d writes applied in %.2f s; RSS %.0f kB/device, "
+             "Python heap %s kB/device" % (f["attached"], f["devices"], f["attach_seconds"], f["written"],
+                                           f["write_seconds"], f["rss_kb_per_device"],
+                                           fmt(f.get("tracemalloc_kb_per_device"))))
+        ov = f["attached"] if ok else None
+    t.add("fleet", "devices in one process (asyncio, own TLS each, client.run())", "%s" % want, o,
+          na or "n/a: start() calls asyncio.run() per client and its sockets block; no coroutine to share a loop",
+          None, None if ov is None else ov >= (want or 0), ov, None)
+
+    mp = res.get("mpy_memory")
+    if mp is not None:
+        t.add("mpy_memory", "MicroPython heap (benchmarks/mpy_memory.py)", "report", mpy_summary(mp),
+              "n/a: not measured for 1.4.1", None, None, None, None)
+    else:
+        t.add("mpy_memory", "MicroPython heap (benchmarks/mpy_memory.py)", "report",
+              "not present (benchmarks/results/mpy_memory.json)", "-", None, None, None, None)
+    return t
+
+
+def mpy_summary(mp):
+    if isinstance(mp, dict):
+        parts = []
+        for k, v in mp.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                parts.append("%s=%s" % (k, v))
+        if parts:
+            return ", ".join(parts[:6])
+    return json.dumps(mp)[:120]
+
+
+# --- main ----------------------------------------------------------------------------------
+
+ALL = ("attach", "write_latency", "idle_update", "inbound", "outbound", "micro", "fleet")
+
+
+def run_all(args, size, pythons, unavailable, header):
+    from arduino_iot_cloud.localcloud import LocalCloud
+
+    res = {"ours": {}, "141": {}, "fleet_target": size["fleet"] if args.fleet is None else args.fleet}
+    only = set(args.only.split(",")) if args.only else set(ALL)
+    workdir = tempfile.mkdtemp(prefix="bench-localcloud-")
+    lc = LocalCloud(workdir)
+    lc.start()
+    bench = None
+    try:
+        bench = Bench(lc, size, pythons)
+        impls = [i for i in ("ours", "141") if i in pythons]
+        for name in ALL:
+            if name not in only:
+                continue
+            for impl in impls:
+                t0 = mono()
+                if name == "fleet":
+                    if impl == "ours":
+                        res["ours"]["fleet"] = bench.fleet(res["fleet_target"])
+                    continue
+                if name in ("attach", "write_latency", "inbound", "outbound"):
+                    for mode in ("async", "sync"):
+                        res[impl]["%s_%s" % (name, mode)] = getattr(bench, name)(impl, mode)
+                else:
+                    res[impl][name] = getattr(bench, name)(impl)
+                log("%s %s: %.1f s" % (name, impl, mono() - t0))
+    finally:
+        if bench is not None:
+            bench.close()
+        lc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    mp_path = os.path.join(RESULTS, "mpy_memory.json")
+    if os.path.exists(mp_path):
+        try:
+            with open(mp_path) as f:
+                res["mpy_memory"] = json.load(f)
+        except ValueError:
+            res["mpy_memory"] = {"error": "unreadable"}
+    return res
+
+
+def versions(py141):
+    out = {"python": platform.python_version(), "implementation": platform.python_implementation()}
+    try:
+        from arduino_iot_cloud import __version__ as v
+        out["ours"] = v
+    except ImportError:
+        out["ours"] = "?"
+    if py141:
+        p = subprocess.run([py141, "-c", "import platform; print(platform.python_version())"],
+                           stdout=subprocess.PIPE, text=True)
+        out["python_141"] = p.stdout.strip()
+    try:
+        p = subprocess.run([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-h"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=5)
+        out["mosquitto"] = p.stdout.splitlines()[0].strip()
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        out["mosquitto"] = "?"
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="every benchmark once, tiny sizes (< ~60 s)")
+    ap.add_argument("--no-141", action="store_true", help="skip arduino-iot-cloud 1.4.1")
+    ap.add_argument("--only", help="comma-separated subset of: " + ",".join(ALL))
+    ap.add_argument("--fleet", type=int, help="devices in the fleet benchmark")
+    ap.add_argument("--json", default=os.path.join(RESULTS, "latest.json"), help="where to write the JSON")
+    args = ap.parse_args(argv)
+    size = dict(QUICK if args.quick else FULL)
+    if args.fleet is not None:
+        size["fleet"] = args.fleet
+    started = mono()
+
+    py141, unavailable = (None, "skipped (--no-141)") if args.no_141 else \
+        python_141(allow_setup=True, timeout=120 if args.quick else 600)
+    pythons = {"ours": sys.executable}
+    if py141:
+        pythons["141"] = py141
+    header = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "machine": platform.machine(), "cpus": os.cpu_count(), "kernel": platform.release(),
+        "quick": args.quick, "versions": versions(py141),
+    }
+    print("Benchmarks %s (%s): %s, %d CPUs, Python %s (ours %s), 1.4.1 on Python %s, %s" % (
+        header["date"], "quick" if args.quick else "full", header["machine"], header["cpus"],
+        header["versions"]["python"], header["versions"]["ours"],
+        header["versions"].get("python_141", "-"), header["versions"]["mosquitto"]))
+    print("1.4.1: %s" % ("available (%s)" % py141 if py141 else "unavailable (%s)" % unavailable))
+    sys.stdout.flush()
+    res = run_all(args, size, pythons, unavailable, header)
+    table = build_table(res, unavailable)
+    print()
+    print(table.text())
+    print()
+    print("Ratios are ours / 1.4.1 (under 1 is better for times, over 1 for rates). "
+          "Loopback, TLS on both sides; %.0f s in all." % (mono() - started))
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"header": header, "table": table.rows, "raw": res, "sizes": size,
+                   "141_unavailable": unavailable}, f, indent=1, default=str)
+    print("JSON: %s" % os.path.relpath(args.json, ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

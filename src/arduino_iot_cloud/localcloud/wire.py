@@ -137,9 +137,10 @@ def decode_command(payload: bytes) -> Tuple[int, List[Any]]:
         obj = cbor2.loads(payload)
     except Exception as exc:
         raise WireError("not CBOR: %s" % exc) from exc
-    if not isinstance(obj, cbor2.CBORTag) or not isinstance(obj.value, list):
+    # cbor2 may hand the array inside a tag back as a tuple
+    if not isinstance(obj, cbor2.CBORTag) or not isinstance(obj.value, (list, tuple)):
         raise WireError("command is not a tagged array: %r" % (obj,))
-    return obj.tag, obj.value
+    return obj.tag, list(obj.value)
 
 
 def thing_update(thing_id: str) -> bytes:

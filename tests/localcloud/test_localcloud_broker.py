@@ -1,0 +1,166 @@
+"""The local broker: TLS listeners, authentication, ACL, restart, cleanup."""
+
+import socket
+import ssl
+import subprocess
+
+import cbor2
+import pytest
+
+from arduino_iot_cloud.localcloud import LocalCloud
+from arduino_iot_cloud.localcloud.pki import Pki
+
+pytestmark = pytest.mark.e2e
+
+
+def _refusals(cloud, since):
+    return [e for e in cloud.broker_events()[since:] if e[1] == "refused"]
+
+
+def test_ports_are_distinct_loopback_listeners(local_cloud):
+    ports = {local_cloud.password_port, local_cloud.cert_port, local_cloud.admin_port}
+    assert len(ports) == 3 and local_cloud.host == "127.0.0.1"
+    conf = local_cloud.broker.conf.read_text()
+    for port in ports:
+        assert "listener %d 127.0.0.1\n" % port in conf
+    with pytest.raises(OSError):  # nothing on the wildcard address of another interface
+        s = socket.create_connection(("127.0.0.2", local_cloud.password_port), timeout=1)
+        s.close()
+
+
+def test_password_device_connects_with_hostname_check(device_factory, paho_device):
+    dev = device_factory()
+    for host in ("127.0.0.1", "localhost"):
+        d = paho_device(dev, host=host)
+        assert not d.connect().is_failure
+        d.close()
+
+
+def test_wrong_password_is_refused_with_connack_5(local_cloud, device_factory, paho_device):
+    dev = device_factory()
+    n = len(local_cloud.broker_events())
+    d = paho_device(dev, password="not-the-secret")
+    rc = d.connect(expect_ok=False)
+    # paho 2 maps the MQTT 3.1.1 return code 5 onto the MQTT 5 reason "Not authorized" (135)
+    assert rc.is_failure and rc == "Not authorized", rc
+    # on the wire: CONNACK with return code 5
+    assert _raw_tls_connect(local_cloud, local_cloud.password_port, user=dev.device_id,
+                            password="not-the-secret") == b"\x20\x02\x00\x05"
+    assert _raw_tls_connect(local_cloud, local_cloud.password_port, user=dev.device_id,
+                            password=dev.secret) == b"\x20\x02\x00\x00"
+    local_cloud.emulator._logwatch.poll()
+    assert any(e[2]["reason"] == "not authorised" for e in _refusals(local_cloud, n))
+
+
+def test_unknown_user_is_refused(device_factory, paho_device):
+    dev = device_factory()
+    d = paho_device(dev, username="someone-else")
+    assert d.connect(expect_ok=False) == "Not authorized"
+
+
+def test_cert_device_connects(device_factory, paho_device, local_cloud):
+    dev = device_factory(auth="cert")
+    d = paho_device(dev)
+    assert not d.connect().is_failure
+    ev = local_cloud.wait_event(dev, "connect")
+    assert ev["username"] == dev.device_id and ev["port"] == local_cloud.cert_port
+
+
+def _field(data):
+    return len(data).to_bytes(2, "big") + data
+
+
+def _raw_tls_connect(cloud, port, certfile=None, keyfile=None, user=None, password=None):
+    """TLS handshake plus a hand-made MQTT 3.1.1 CONNECT; return the first bytes back (b"" = closed)."""
+    ctx = ssl.create_default_context(cafile=cloud.ca_file)
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    flags = 0x02 | (0xC0 if user else 0)  # clean session (+ username and password)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x0a" + _field(b"probe")
+    if user:
+        body += _field(user.encode()) + _field(password.encode())
+    with socket.create_connection((cloud.host, port), timeout=3) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(bytes([0x10, len(body)]) + body)
+            return s.recv(4)
+
+
+def test_missing_client_certificate_is_refused(local_cloud):
+    n = len(local_cloud.broker_events())
+    # TLS 1.3 finishes the client's side of the handshake first, so the refusal shows
+    # as an alert ("certificate required"), an EOF, or a plain close: never a CONNACK
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        if _raw_tls_connect(local_cloud, local_cloud.cert_port) == b"":
+            raise ConnectionError("closed without CONNACK")
+    local_cloud.emulator._logwatch.poll()
+    assert _refusals(local_cloud, n)
+
+
+def test_client_certificate_from_another_ca_is_refused(local_cloud, tmp_path):
+    other = Pki(tmp_path / "other")
+    other.ensure()
+    key, cert, _, _ = other.issue_device("intruder")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        if _raw_tls_connect(local_cloud, local_cloud.cert_port, str(cert), str(key)) == b"":
+            raise ConnectionError("closed without CONNACK")
+
+
+def test_raw_connack_is_sent_for_good_certificate(device_factory, local_cloud):
+    dev = device_factory(auth="cert")
+    assert _raw_tls_connect(local_cloud, local_cloud.cert_port, dev.certfile, dev.keyfile) == b"\x20\x02\x00\x00"
+
+
+def test_acl_keeps_a_device_to_its_own_topics(device_factory, paho_device, local_cloud):
+    a, b = device_factory(), device_factory(auth="cert")
+    da = paho_device(a)
+    da.connect()
+    assert [rc.value for rc in da.subscribe("/a/d/%s/e/i" % a.device_id)] == [1]  # granted, QoS 1
+    da.expect("/a/d/%s/e/i" % a.device_id)  # its own retained thing_id
+    # Another device's topics and the CLI's topics are out of reach.  mosquitto 2.0
+    # grants such subscriptions but delivers nothing: b's retained thing_id and the
+    # retained localcloud/state/* messages must not arrive.
+    da.subscribe("/a/d/%s/e/i" % b.device_id)
+    da.subscribe("localcloud/#")
+    da.roundtrip()
+    assert da.taken("/a/d/%s/e/i" % b.device_id) == []
+    assert [m for m in da.messages if m[0].startswith("localcloud/")] == []
+    mark = local_cloud.mark(b)
+    da.publish("/a/d/%s/c/up" % b.device_id, cbor2.dumps(cbor2.CBORTag(0x010700, ["spoofed"])))
+    da.roundtrip()
+    local_cloud.emulator.barrier()
+    assert not [e for e in local_cloud.events(b, since=mark) if e[0] == "device_begin"]
+    # thing topics are open to every device (see broker.py for why)
+    assert not da.subscribe("/a/t/%s/e/i" % b.thing_id)[0].is_failure
+
+
+def test_restart_keeps_ports_and_republishes_retained_thing_id(local_cloud, device_factory, paho_device):
+    dev = device_factory(variant="event")
+    ports = (local_cloud.password_port, local_cloud.cert_port, local_cloud.admin_port)
+    d = paho_device(dev)
+    d.connect()
+    d.subscribe("/a/d/%s/e/i" % dev.device_id)
+    d.expect("/a/d/%s/e/i" % dev.device_id)
+    connects = d.connects
+    local_cloud.restart_broker()
+    assert (local_cloud.password_port, local_cloud.cert_port, local_cloud.admin_port) == ports
+    d.wait_reconnected(connects)  # clean session: subscriptions are gone, subscribe again
+    d.subscribe("/a/d/%s/e/i" % dev.device_id)
+    d.expect("/a/d/%s/e/i" % dev.device_id)
+    assert local_cloud.emulator.generation >= 2
+
+
+def test_stop_leaves_nothing_running(tmp_path):
+    cloud = LocalCloud(tmp_path / "wd")
+    with cloud:
+        pid = cloud.broker.proc.pid
+        port = cloud.password_port
+        assert (tmp_path / "wd" / "run.json").exists()
+    assert not (tmp_path / "wd" / "run.json").exists()
+    assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    # a second start reuses the ports and the CA
+    ca = cloud.pki.ca_file.read_bytes()
+    with LocalCloud(tmp_path / "wd") as again:
+        assert again.password_port == port
+        assert again.pki.ca_file.read_bytes() == ca

@@ -38,7 +38,7 @@ def main():
     if not args.device_id:
         ap.error("give --device-id or set DEVICE_ID")
 
-    ssl_params = {"keyfile": args.key, "certfile": args.cert, "pin": os.getenv("PKCS11_PIN"),
+    ssl_params = {"keyfile": args.key, "certfile": args.cert, "pin": os.getenv("PKCS11_PIN") or None,
                   "use_hsm": True}
     if args.module:
         ssl_params["module_path"] = args.module

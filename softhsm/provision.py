@@ -16,7 +16,7 @@ certificate request for CN=<device id>: the request body is DER-encoded here,
 hashed with SHA-256 here, and signed by the token (SoftHSM signs with plain
 CKM_ECDSA over the hash; its raw r||s output is DER-encoded for X.509).  Only
 the public key comes out.  `import-cert` stores the CA-signed certificate in
-the token next to the key (same label and id), so a client can name both by
+the token next to the key (same label and CKA_ID), so a client can name both by
 pkcs11: URI.  `uris` prints the URIs and the SOFTHSM2_CONF to export.
 
 Every command that touches the token runs in a process of its own: SoftHSM
@@ -36,7 +36,6 @@ from typing import Optional
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_TOKEN = "device"
 DEFAULT_KEY = "device-key"
-KEY_ID = b"\x01"
 
 
 class ProvisionError(Exception):
@@ -138,8 +137,10 @@ def make_key_and_csr(workdir: str, device_id: str, pin: str, token_label: str = 
             raise ProvisionError("token %r already holds a key labelled %r" % (token_label, key_label))
         params = session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+        # A fresh CKA_ID per key: libp11 pairs a private key with its public
+        # key and certificate by id, so two keys must never share one.
         public, private = params.generate_keypair(
-            store=True, label=key_label, id=KEY_ID,
+            store=True, label=key_label, id=os.urandom(8),
             private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
         return build_csr(device_id, encode_ec_public_key(public),
                          lambda digest: private.sign(digest, mechanism=Mechanism.ECDSA))
@@ -153,6 +154,11 @@ def import_certificate(workdir: str, cert_der: bytes, pin: str, token_label: str
 
     cert = x509.Certificate.load(cert_der)
     with _open_session(workdir, token_label, pin, module) as session:
+        keys = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: key_label}))
+        if len(keys) != 1:
+            raise ProvisionError("token %r holds %d keys labelled %r, need exactly one"
+                                 % (token_label, len(keys), key_label))
+        key_id = keys[0][Attribute.ID]
         for old in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: key_label}):
             old.destroy()
         session.create_object({
@@ -160,7 +166,7 @@ def import_certificate(workdir: str, cert_der: bytes, pin: str, token_label: str
             Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
             Attribute.TOKEN: True,
             Attribute.LABEL: key_label,
-            Attribute.ID: KEY_ID,
+            Attribute.ID: key_id,
             Attribute.SUBJECT: cert.subject.dump(),
             Attribute.VALUE: cert_der,
         })

@@ -138,6 +138,8 @@ def load_credentials(tls, pin: Optional[str]):
     """Load (key, certificate) for tls.keyfile / tls.certfile through the engine."""
     SSL, X509, Engine, m2 = _m2()
     uri = tls.keyfile
+    if not pin:
+        pin = None
     if pin is None and "pin-value=" not in uri and "pin-source=" not in uri:
         # Without a PIN libp11 would prompt on the terminal and block.
         raise PKCS11Error("pin", "a pkcs11: keyfile needs ssl_params['pin'] (or pin-value in the URI)")
@@ -218,9 +220,12 @@ def _context(tls, key, cert):
         ctx.set_verify(SSL.verify_none, depth=9)
     if tls.ciphers is not None:
         ctx.set_cipher_list(tls.ciphers)
-    if m2.ssl_ctx_use_x509(ctx.ctx, cert.x509) != 1 or m2.ssl_ctx_use_pkey_privkey(ctx.ctx, key.pkey) != 1:
-        raise PKCS11Error("mismatch", "the certificate does not match the private key in the token")
-    if m2.ssl_ctx_check_privkey(ctx.ctx) != 1:
+    try:
+        ok = (m2.ssl_ctx_use_x509(ctx.ctx, cert.x509) == 1 and m2.ssl_ctx_use_pkey_privkey(ctx.ctx, key.pkey) == 1
+              and m2.ssl_ctx_check_privkey(ctx.ctx) == 1)
+    except SSL.SSLError:
+        ok = False
+    if not ok:
         raise PKCS11Error("mismatch", "the certificate does not match the private key in the token")
     return ctx
 

@@ -1,0 +1,155 @@
+"""A device whose key lives in SoftHSM, against the local cloud's client-certificate listener.
+
+Everything is real: SoftHSM, the OpenSSL pkcs11 engine through M2Crypto,
+mosquitto over TLS with the local CA, the cloud emulator.  The device is
+examples/pkcs11_device.py in a subprocess; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+TOKEN = "device"  # the session token's label (conftest.py)
+
+ATTACH_TIMEOUT = 20.0
+
+
+def _round_trip(cloud, device, proc) -> None:
+    """A dashboard write reaches on_write, whose led report reaches the cloud; twice."""
+    try:
+        cloud.wait_event(device.dev, "last_values", timeout=ATTACH_TIMEOUT)
+        for value in (True, False):
+            cloud.set(device.dev, "sw1", value)
+            assert cloud.wait_for(device.dev, "led", value, timeout=10) == value
+    except Exception:
+        print(proc.output())
+        raise
+    assert proc.proc.poll() is None, proc.output()
+
+
+def test_async_key_and_certificate_in_the_token(hsm_cloud, hsm_device, run_device):
+    proc = run_device(hsm_device)
+    _round_trip(hsm_cloud, hsm_device, proc)
+    assert "pkcs11 engine loaded" in proc.output()
+
+
+def test_sync_key_in_the_token_certificate_from_a_file(hsm_cloud, hsm_device, run_device):
+    proc = run_device(hsm_device, "--sync", cert=hsm_device.certfile)
+    _round_trip(hsm_cloud, hsm_device, proc)
+
+
+def test_certificate_issued_by_the_local_ca_for_the_token_key(hsm_device):
+    # The certificate the cloud issued carries CN = device id and the public
+    # key of the token's key pair (what the TLS handshake above proved too).
+    from M2Crypto import X509
+
+    cert = X509.load_cert(hsm_device.certfile)
+    assert cert.get_subject().CN == hsm_device.device_id
+
+
+_CHECK_KEY = r"""
+import os, sys
+import pkcs11
+from pkcs11 import Attribute, ObjectClass
+lib = pkcs11.lib(sys.argv[1])
+with lib.get_token(token_label=sys.argv[2]).open(user_pin=os.environ["PIN"]) as s:
+    key = next(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: sys.argv[3]}))
+    assert key[Attribute.SENSITIVE] is True and key[Attribute.EXTRACTABLE] is False
+    assert key[Attribute.NEVER_EXTRACTABLE] is True and key[Attribute.LOCAL] is True
+    try:
+        key[Attribute.VALUE]
+    except pkcs11.exceptions.PKCS11Error:
+        print("value refused")
+"""
+
+
+def test_private_key_never_leaves_the_token(token, hsm_device):
+    from arduino_iot_cloud.pkcs11 import DEFAULT_MODULE_PATHS
+
+    module = next(p for p in DEFAULT_MODULE_PATHS if os.path.exists(p))
+    label = hsm_device.key_uri.split("object=")[1].split(";")[0]
+    done = subprocess.run([sys.executable, "-c", _CHECK_KEY, module, TOKEN, label], capture_output=True,
+                          text=True, timeout=30, env=dict(os.environ, SOFTHSM2_CONF=token.conf, PIN=token.pin))
+    assert done.returncode == 0, done.stderr
+    assert "value refused" in done.stdout
+
+
+# -- errors: each in a fresh process (a PKCS#11 login lasts as long as the process) ---------
+
+def _fails(proc, token, *expected: str) -> str:
+    try:
+        code = proc.wait(ATTACH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the device kept running instead of failing:\n" + proc.output())
+    out = proc.output()
+    assert code != 0, out
+    for text in expected:
+        assert text in out, out
+    assert token.pin not in out and token.so_pin not in out
+    return out
+
+
+def test_wrong_pin(token, hsm_device, run_device):
+    wrong = "59" + token.pin[2:][::-1]
+    out = _fails(run_device(hsm_device, pin=wrong), token, "PKCS11Error", "wrong PIN")
+    assert wrong not in out
+
+
+def test_missing_pin_is_an_error_not_a_prompt(token, hsm_device, run_device):
+    proc = run_device(hsm_device, pin="")
+    _fails(proc, token, "needs ssl_params['pin']")
+
+
+def test_missing_token(token, hsm_device, run_device):
+    key = "pkcs11:token=no-such-token;object=device-key;type=private"
+    _fails(run_device(hsm_device, key=key), token, "no private key at pkcs11:token=no-such-token")
+
+
+def test_missing_key_object(token, hsm_device, run_device):
+    key = "pkcs11:token=%s;object=no-such-key;type=private" % TOKEN
+    _fails(run_device(hsm_device, key=key), token, "object=no-such-key")
+
+
+def test_pin_in_the_uri_is_not_shown(token, hsm_device, run_device):
+    key = "pkcs11:token=no-such-token;object=device-key;type=private;pin-value=%s" % token.pin
+    out = _fails(run_device(hsm_device, key=key), token, "no private key at pkcs11:token=no-such-token")
+    assert "pin-value" not in out
+
+
+def test_certificate_of_another_key(hsm_cloud, token, hsm_device, run_device):
+    other = hsm_cloud.add_device(auth="cert")  # a software key: its certificate cannot match
+    _fails(run_device(hsm_device, cert=other.certfile), token, "does not match the private key")
+
+
+def test_missing_module(token, hsm_device, run_device):
+    proc = run_device(hsm_device, "--module", "/nonexistent/libnothing.so")
+    _fails(proc, token, "PKCS#11 module not found: /nonexistent/libnothing.so")
+
+
+_WRAP = r"""
+import socket, sys
+sys.path.insert(0, sys.argv[1])
+from arduino_iot_cloud.errors import ConfigError
+from arduino_iot_cloud.tls import TLSConfig
+params = {"keyfile": "pkcs11:token=t;object=k;type=private", "certfile": "/nonexistent.pem", "pin": "1234"}
+params[sys.argv[2]] = sys.argv[3]
+a, b = socket.socketpair()
+try:
+    TLSConfig(params).wrap(a, "localhost")
+except ConfigError as e:
+    print("%s[%s]: %s" % (type(e).__name__, getattr(e, "reason", ""), e))
+"""
+
+
+def test_missing_engine():
+    done = subprocess.run([sys.executable, "-c", _WRAP, str(SRC), "engine_path", "/nonexistent/pkcs11.so"],
+                          capture_output=True, text=True, timeout=30)
+    assert "PKCS11Error[engine]: OpenSSL pkcs11 engine not found: /nonexistent/pkcs11.so" in done.stdout, \
+        done.stdout + done.stderr

@@ -564,7 +564,7 @@ class Table:
 
 def build_table(res, unavailable):
     t = Table()
-    na = "n/a: %s" % unavailable if unavailable else None
+    na = "n/a: 1.4.1 unavailable" if unavailable else None
 
     def other(key, get, unit=""):
         if na:
@@ -808,7 +808,7 @@ def main(argv=None):
     started = mono()
 
     py141, unavailable = (None, "skipped (--no-141)") if args.no_141 else \
-        python_141(allow_setup=True, timeout=120 if args.quick else 600)
+        python_141(allow_setup=True, timeout=90 if args.quick else 600)
     pythons = {"ours": sys.executable}
     if py141:
         pythons["141"] = py141

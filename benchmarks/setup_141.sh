@@ -10,5 +10,5 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import sys; from arduino_
   exit 0
 fi
 $PY -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check "arduino-iot-cloud==1.4.1"
+"$VENV/bin/pip" install -q --disable-pip-version-check --retries 1 --timeout 15 "arduino-iot-cloud==1.4.1"
 "$VENV/bin/python" -c "from arduino_iot_cloud._version import __version__ as v; print('1.4.1 venv ready:', v)"

@@ -1,0 +1,51 @@
+"""Fault tests: a time limit per test, the fault proxy, and in-process devices."""
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+TEST_TIME_LIMIT = int(os.environ.get("FAULT_TEST_TIME_LIMIT", "120"))
+
+
+@pytest.fixture(autouse=True)
+def _time_limit():
+    """Fail a test instead of hanging the suite when it runs past TEST_TIME_LIMIT."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeoutError("fault test exceeded %d s" % TEST_TIME_LIMIT)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIME_LIMIT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No ARDUINO_IOT_CLOUD_* overrides: the client's own server/port/CA arguments count."""
+    for name in ("ARDUINO_IOT_CLOUD_SERVER", "ARDUINO_IOT_CLOUD_PORT", "ARDUINO_IOT_CLOUD_CA"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fault_proxy(local_cloud):
+    """A FaultProxy in front of the local cloud's password listener."""
+    from proxy import FaultProxy
+
+    p = FaultProxy(local_cloud.host, local_cloud.password_port).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+        assert not p.threads(), "proxy threads left behind: %r" % p.threads()

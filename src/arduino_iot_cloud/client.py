@@ -16,7 +16,7 @@ import time
 from . import compat
 from .compat import getLogger, now_ms
 from .engine import Engine
-from .errors import ConfigError, LocalError
+from .errors import ConfigError, LocalError, RemoteError
 from .records import RESERVED_NAMES, Composite, Property, Registry, Schedule, Task
 from .session import DeviceSession
 from .tls import TLSConfig
@@ -101,19 +101,19 @@ class ArduinoCloudClient:
         from .backoff import Backoff
 
         backoff = Backoff(cap_ms=int(reconnect_cap * 1000))
-        opener_async = None
         if transport == "socket":
-            opener = _open_socket
-            if not compat.MICROPYTHON:
-                opener_async = _open_socket_async
+            opener_async = None if compat.MICROPYTHON else _open_socket_async
+            self.engine = Engine(device_id, username, password, keepalive, server, port, tls,
+                                 self.session, _open_socket, backoff, open_connection_async=opener_async)
         elif transport == "paho":
-            from .mqtt.paho import open_paho
+            if compat.MICROPYTHON:
+                raise ConfigError("transport='paho' runs on CPython only; use transport='socket'")
+            from .mqtt.paho import PahoEngine  # raises ConfigError naming the extra without paho
 
-            opener = open_paho
+            self.engine = PahoEngine(device_id, username, password, keepalive, server, port, tls,
+                                     self.session, backoff)
         else:
             raise ConfigError("transport must be 'socket' or 'paho'")
-        self.engine = Engine(device_id, username, password, keepalive, server, port, tls,
-                             self.session, opener, backoff, open_connection_async=opener_async)
         self._wake = None           # asyncio.Event in async mode
         self._user_tasks = {}
         self._running = False
@@ -210,7 +210,10 @@ class ArduinoCloudClient:
         user_deadline = self.registry.run_due(self, now)
         # Publish what the user callbacks just changed, without waiting.
         if self.session.publish_changes():
-            engine.flush(now)
+            try:
+                engine.flush(now)
+            except RemoteError as e:  # the link died since step(): reconnect, never raise
+                engine.drop(now, e)
         if user_deadline is not None and (deadline is None or user_deadline < deadline):
             deadline = user_deadline
         return deadline

@@ -65,7 +65,11 @@ class Engine:
         log.info("connected to %s:%d, logging in", self.host, self.port)
         self.mqtt.connect(now)
         self._out = b""
-        self.flush(now)
+        try:
+            self.flush(now)
+        except RemoteError as e:  # e.g. the broker refused our client certificate
+            self.drop(now, e)
+            return False
         return True
 
     def _failed(self, now, error):

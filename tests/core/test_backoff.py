@@ -122,6 +122,7 @@ class FakeConn:
         self.chunks = list(chunks)
         self.sent = bytearray()
         self.closed = False
+        self.dead = False  # True: every write fails, as on a link that just died
 
     def recv(self):
         if self.closed:
@@ -134,6 +135,8 @@ class FakeConn:
         return None
 
     def send(self, data):
+        if self.dead:
+            raise TransportError("connection lost: EOF occurred in violation of protocol")
         self.sent.extend(data)
         return len(data)
 
@@ -277,3 +280,45 @@ def test_client_reconnect_cap_reaches_backoff():
     c = ArduinoCloudClient(DEV, password=SECRET, server="127.0.0.1", port=1, reconnect_cap=5)
     assert c.engine.backoff.cap_ms == 5000
     assert c.engine.backoff.base_ms == 1000
+
+
+class DyingConn(FakeConn):
+    """Accepts the TCP/TLS connection, then fails the first write (as when the
+    broker rejects a client certificate after a TLS 1.3 handshake)."""
+
+    def __init__(self, chunks):
+        FakeConn.__init__(self, chunks)
+        self.dead = True
+
+
+def test_link_dying_on_the_login_write_backs_off_not_raises():
+    e = _engine(lambda host, port, tls, timeout: DyingConn([]))
+    assert e.connect(0) is False
+    assert not e.connected
+    assert isinstance(e.last_error, TransportError)
+    assert e.next_attempt == 500
+    assert e.connect(500) is False
+    assert e.next_attempt == 500 + 1000
+
+
+def test_client_step_survives_a_link_dying_between_step_and_publish():
+    # A value changed by a user callback is published at the end of _step();
+    # if the socket died in between, the client drops the link and goes on.
+    from arduino_iot_cloud.client import ArduinoCloudClient
+
+    c = ArduinoCloudClient(DEV, password=SECRET, server="127.0.0.1", port=1, sync_mode=True)
+    c.register("x", value=1)
+    conn = FakeConn([CONNACK_OK])
+    c.engine._open = lambda host, port, tls, timeout: conn
+    c.engine.connect(0)
+    c.engine.step(0)  # CONNACK: the session subscribes and asks for its thing
+    s = c.session
+    thing = "7a1c2e44-0000-4000-8000-0000000000aa"
+    from arduino_iot_cloud import senml
+    s.on_message(s.device_in, senml.encode((("thing_id", thing),)), 1)
+    s.on_message("/a/t/%s/shadow/i" % thing, senml.encode((("x", 1),)), 2)
+    assert s.ready
+    conn.dead = True
+    c.registry.get("x").set(5)
+    c._step(10)  # must not raise
+    assert not c.engine.connected and isinstance(c.engine.last_error, TransportError)

@@ -62,3 +62,9 @@ try:
 except TypeError:  # MicroPython
     class TransportError(RemoteError):
         """The connection could not be opened, or was lost."""
+
+
+class TLSError(TransportError):
+    """TLS failed: the broker's certificate was not trusted (unknown CA, wrong
+    host name, expired) or the broker refused the device's certificate.  The
+    message gives the reason in words, then the TLS library's own text."""

@@ -9,9 +9,55 @@
 
 import socket
 
-from .errors import TransportError
+from .errors import TLSError, TransportError
 
 _RECV_SIZE = 4096
+
+try:
+    from ssl import SSLError as _SSLError
+except ImportError:  # MicroPython: mbedTLS failures are OSErrors carrying MBEDTLS_ERR_* text
+    _SSLError = None
+
+_UNTRUSTED = ("the broker's certificate is not signed by a trusted CA "
+              "(check ssl_params cafile/cadata, or ARDUINO_IOT_CLOUD_CA)")
+_REFUSED = "the broker refused this device's client certificate"
+# (text in the TLS library's error, lower case; the reason in words).  First match wins.
+_TLS_REASONS = (
+    ("certificate has expired", "the broker's certificate has expired (or the device's clock is wrong)"),
+    ("not yet valid", "the broker's certificate is not valid yet (is the device's clock right?)"),
+    ("mismatch", "the broker's certificate is not valid for the host name HOST"),
+    ("self-signed certificate", _UNTRUSTED),
+    ("self signed certificate", _UNTRUSTED),
+    ("unable to get local issuer", _UNTRUSTED),
+    ("unable to get issuer", _UNTRUSTED),
+    ("alert unknown ca", _REFUSED + " (not signed by a CA it trusts)"),
+    ("alert bad certificate", _REFUSED),
+    ("alert certificate unknown", _REFUSED),
+    ("certificate required", "the broker requires a client certificate"),
+    ("handshake failure", "the broker refused the TLS handshake (no common cipher or certificate)"),
+    # mbedTLS (MicroPython) does not say which check failed.
+    ("x509_cert_verify_failed", "the broker's certificate was rejected (untrusted CA, wrong host name or expired)"),
+    ("-9984", "the broker's certificate was rejected (untrusted CA, wrong host name or expired)"),
+    ("fatal_alert", "the broker ended TLS with a fatal alert (did it refuse the client certificate?)"),
+    ("-30592", "the broker ended TLS with a fatal alert (did it refuse the client certificate?)"),
+)
+
+
+def tls_error(e, host=None, port=None, handshake=True):
+    """A TLSError with the reason in words if e is a TLS failure, else None.
+
+    During the handshake every ssl error is a TLS failure; afterwards only the
+    ones with a known reason are (an EOF mid-session is just a lost link).
+    """
+    text = str(e)
+    low = text.lower()
+    where = "TLS with %s:%d" % (host, port) if host is not None else "TLS session"
+    for needle, reason in _TLS_REASONS:
+        if needle in low:
+            return TLSError("%s failed: %s [%s]" % (where, reason.replace("HOST", str(host)), text))
+    if handshake and ((_SSLError is not None and isinstance(e, _SSLError)) or "mbedtls" in low):
+        return TLSError("%s failed during the handshake [%s]" % (where, text))
+    return None
 
 try:
     from ssl import SSLWantReadError, SSLWantWriteError
@@ -51,7 +97,7 @@ class Connection:
         except OSError as e:
             if _errno(e) in _WOULD_BLOCK:
                 return None
-            raise TransportError("connection lost: %s" % e)
+            raise tls_error(e, handshake=False) or TransportError("connection lost: %s" % e)
         if data is None:
             return None
         if not data:
@@ -66,8 +112,19 @@ class Connection:
         except OSError as e:
             if _errno(e) in _WOULD_BLOCK:
                 return 0
-            raise TransportError("connection lost: %s" % e)
+            raise tls_error(e, handshake=False) or self._alert() or TransportError("connection lost: %s" % e)
         return n or 0
+
+    def _alert(self):
+        # A write failed: the peer may have sent a TLS alert before closing (a
+        # broker refusing our certificate after a TLS 1.3 handshake).  Read it.
+        try:
+            self._read(_RECV_SIZE)
+        except OSError as e:
+            return tls_error(e, handshake=False)
+        except Exception:  # noqa: BLE001 - best effort only, the write error stands
+            return None
+        return None
 
     def close(self):
         if self.closed:
@@ -98,7 +155,7 @@ def open_connection(host, port, tls, timeout=10.0):
             raw.setblocking(False)
     except OSError as e:
         raw.close()
-        raise TransportError("cannot connect to %s:%d: %s" % (host, port, e))
+        raise tls_error(e, host, port) or TransportError("cannot connect to %s:%d: %s" % (host, port, e))
     except Exception:
         raw.close()
         raise
@@ -148,7 +205,7 @@ async def _connect_nonblocking(host, port, tls):
                 await _ready(loop, sock, loop.add_writer, loop.remove_writer)
     except OSError as e:
         (sock or raw).close()
-        raise TransportError("cannot connect to %s:%d: %s" % (host, port, e))
+        raise tls_error(e, host, port) or TransportError("cannot connect to %s:%d: %s" % (host, port, e))
     except BaseException:
         (sock or raw).close()
         raise

@@ -240,44 +240,32 @@ def _is_ip(host: str) -> bool:
     return False
 
 
-def wrap_pkcs11(sock: socket.socket, hostname: str, tls, pin: Optional[str]) -> "PKCS11Socket":
-    """Hand-shake TLS on the connected sock with the token's key; return the TLS socket.
+def wrap_pkcs11(sock: socket.socket, hostname: str, tls, pin: Optional[str],
+                handshake: bool = True) -> "PKCS11Socket":
+    """TLS on the connected sock with the token's key; return the TLS socket.
 
-    The handshake waits at most sock's timeout.  Errors about the key, the
-    PIN or the certificate are PKCS11Error (a ConfigError); a failed
-    handshake is TransportError.
+    With handshake=True the handshake is done here, waiting at most sock's
+    timeout; with handshake=False the caller drives do_handshake() on a
+    non-blocking sock (the asyncio driver).  Errors about the key, the PIN
+    or the certificate are PKCS11Error (a ConfigError); a failed handshake
+    is TransportError.
     """
     SSL, _X509, _Engine, m2 = _m2()
     key, cert = load_credentials(tls, pin)
     ctx = _context(tls, key, cert)
-    conn = SSL.Connection(ctx, sock=sock)  # takes sock's timeout for the handshake
+    conn = SSL.Connection(ctx, sock=sock)  # takes sock's timeout for a blocking handshake
     conn.setup_ssl()
     conn.set_connect_state()
     m2.ssl_set_mode(conn.ssl, m2.SSL_MODE_ENABLE_PARTIAL_WRITE | m2.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
-    ip = _is_ip(hostname)
-    if not ip:
+    if not _is_ip(hostname):
         conn.set_tlsext_host_name(hostname)
         if tls.verify and m2.ssl_set1_host(conn.ssl, hostname) != 1:
             raise ConfigError("invalid server hostname")
-    try:
-        conn.connect_ssl()
-    except SSL.SSLTimeoutError:
-        raise TransportError("TLS handshake with %s timed out" % hostname) from None
-    except (SSL.SSLError, OSError) as e:
-        detail = ""
-        if tls.verify:
-            code = m2.ssl_get_verify_result(conn.ssl)
-            if code:
-                detail = " (server certificate: %s)" % m2.x509_get_verify_error(code)
-        raise TransportError("TLS handshake with %s failed: %s%s" % (hostname, _first_line(e), detail)) from None
-    if tls.verify and ip:
-        peer = conn.get_peer_cert()
-        if peer is None or m2.x509_check_ip_asc(peer.x509, hostname, 0) != 1:
-            conn.close()
-            raise TransportError("the server certificate is not valid for %s" % hostname)
-    log.debug("TLS with a PKCS#11 key established to %s", hostname)
     # The context, key and certificate must outlive the connection.
-    return PKCS11Socket(conn, sock, (ctx, key, cert))
+    tls_sock = PKCS11Socket(conn, sock, (ctx, key, cert), hostname, tls.verify)
+    if handshake:
+        tls_sock.handshake_blocking()
+    return tls_sock
 
 
 class PKCS11Socket:
@@ -287,25 +275,94 @@ class PKCS11Socket:
     send(data) -> bytes written (0 when the socket would block).
     """
 
-    def __init__(self, conn, raw: socket.socket, keep: tuple):
+    def __init__(self, conn, raw: socket.socket, keep: tuple, hostname: str, verify: bool):
         self._conn = conn
         self._raw = raw
         self._keep = keep
-        self._blocking = True
+        self._hostname = hostname
+        self._verify = verify
+
+    def handshake_blocking(self) -> None:
+        """The whole handshake, bounded by the socket's timeout."""
+        from M2Crypto import SSL
+
+        try:
+            self._conn.connect_ssl()
+        except SSL.SSLTimeoutError:
+            self.close()
+            raise TransportError("TLS handshake with %s timed out" % self._hostname) from None
+        except (SSL.SSLError, OSError) as e:
+            raise self._failed(e) from None
+        self._check_ip()
+
+    def do_handshake(self) -> None:
+        """One non-blocking handshake step, like ssl.SSLSocket.do_handshake.
+
+        Returns when the handshake is complete; raises ssl.SSLWantReadError
+        or ssl.SSLWantWriteError when it must wait for the socket.
+        """
+        import ssl
+
+        from M2Crypto import SSL, m2
+
+        try:
+            r = m2.ssl_connect(self._conn.ssl, 0.0)
+        except SSL.SSLError as e:
+            raise self._failed(e) from None
+        if r == 1:
+            self._check_ip()
+            return
+        err = m2.ssl_get_error(self._conn.ssl, r)
+        if err == m2.ssl_error_want_read:
+            raise ssl.SSLWantReadError("handshake needs data")
+        if err == m2.ssl_error_want_write:
+            raise ssl.SSLWantWriteError("handshake needs the socket writable")
+        raise self._failed(None)
+
+    def _failed(self, e: Optional[BaseException]) -> TransportError:
+        from M2Crypto import m2
+
+        detail = ""
+        if self._verify and self._conn is not None:
+            code = m2.ssl_get_verify_result(self._conn.ssl)
+            if code:
+                detail = " (server certificate: %s)" % m2.x509_get_verify_error(code)
+        self.close()
+        reason = _first_line(e) if e is not None else "connection closed"
+        return TransportError("TLS handshake with %s failed: %s%s" % (self._hostname, reason, detail))
+
+    def _check_ip(self) -> None:
+        # set1_host covers names; an IP address is checked against the
+        # certificate's IP SAN once the peer certificate is known.
+        from M2Crypto import m2
+
+        if not (self._verify and _is_ip(self._hostname)):
+            log.debug("TLS with a PKCS#11 key established to %s", self._hostname)
+            return
+        peer = self._conn.get_peer_cert()
+        if peer is None or m2.x509_check_ip_asc(peer.x509, self._hostname, 0) != 1:
+            self.close()
+            raise TransportError("the server certificate is not valid for %s" % self._hostname)
+        log.debug("TLS with a PKCS#11 key established to %s", self._hostname)
 
     def fileno(self) -> int:
         return self._raw.fileno()
 
     def setblocking(self, flag: bool) -> None:
         self._conn.setblocking(bool(flag))
-        self._blocking = bool(flag)
+
+    def _wait(self) -> float:
+        """0.0 for a non-blocking socket, else M2Crypto's timeout (-1: none)."""
+        t = self._raw.gettimeout()
+        return -1.0 if t is None else t
 
     def recv(self, n: int = 4096) -> Optional[bytes]:
         from M2Crypto import SSL, m2
 
         try:
-            if self._blocking:
-                data = m2.ssl_read(self._conn.ssl, n, -1.0)
+            wait = self._wait()
+            if wait != 0.0:
+                data = m2.ssl_read(self._conn.ssl, n, wait)
                 return data if data is not None else b""
             data = m2.ssl_read_nbio(self._conn.ssl, n)
             if not data:
@@ -326,8 +383,9 @@ class PKCS11Socket:
         from M2Crypto import SSL, m2
 
         try:
-            if self._blocking:
-                n = m2.ssl_write(self._conn.ssl, bytes(data), -1.0)
+            wait = self._wait()
+            if wait != 0.0:
+                n = m2.ssl_write(self._conn.ssl, bytes(data), wait)
             else:
                 n = m2.ssl_write_nbio(self._conn.ssl, bytes(data))
         except SSL.SSLError as e:

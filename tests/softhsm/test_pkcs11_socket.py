@@ -207,3 +207,55 @@ def test_safe_uri_drops_pin_attributes():
 
 def test_tlsconfig_repr_hides_the_pin(tls_params):
     assert tls_params["pin"] not in repr(TLSConfig(tls_params))
+
+
+# -- the asyncio driver's connect: the handshake waits on the loop -----------------------------
+
+async def test_async_connect_hand_shakes_on_the_loop(hsm_cloud, hsm_device, echo, tls_params):
+    from arduino_iot_cloud.transport import open_connection_async
+
+    tls = TLSConfig(tls_params, ca_override=hsm_cloud.ca_file)
+    conn = await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)
+    try:
+        assert _exchange(conn, b"async hello" * 1000) == b"async hello" * 1000
+        assert echo.peer_cn == hsm_device.device_id
+    finally:
+        conn.close()
+
+
+async def test_async_handshake_does_not_block_the_loop(hsm_cloud, tls_params):
+    import asyncio
+
+    from arduino_iot_cloud.transport import open_connection_async
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never answers TLS
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    task = asyncio.ensure_future(ticker())
+    try:
+        tls = TLSConfig(tls_params, ca_override=hsm_cloud.ca_file)
+        t0 = time.monotonic()
+        with pytest.raises(TransportError, match="timed out"):
+            await open_connection_async("127.0.0.1", silent.getsockname()[1], tls, timeout=1.0)
+        assert time.monotonic() - t0 < 5
+        assert ticks >= 10  # the loop ran other work during the 1 s wait
+    finally:
+        task.cancel()
+        silent.close()
+
+
+async def test_async_handshake_failure_is_transport_error(hsm_cloud, echo, tls_params):
+    from arduino_iot_cloud.transport import open_connection_async
+
+    tls = TLSConfig(dict(tls_params, server_hostname="not-the-broker.example"), ca_override=hsm_cloud.ca_file)
+    with pytest.raises(TransportError, match="handshake"):
+        await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)
+    tls = TLSConfig(dict(tls_params, server_hostname="127.0.0.2"), ca_override=hsm_cloud.ca_file)
+    with pytest.raises(TransportError, match="not valid for 127.0.0.2"):
+        await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)

@@ -108,7 +108,7 @@ class TLSConfig:
         """Wrap a connected socket and return the TLS socket.
 
         handshake=False leaves the handshake to the caller (non-blocking
-        connect on CPython); hardware keys always hand-shake at once.
+        connect on CPython); SE05x keys (MicroPython) hand-shake at once.
         """
         hostname = self.server_hostname or host
         if self.hardware == "pkcs11":
@@ -116,7 +116,7 @@ class TLSConfig:
                 from .pkcs11 import wrap_pkcs11
             except ImportError as e:
                 raise ConfigError("PKCS#11 keys need M2Crypto (pip install arduino-iot-cloud[pkcs11]): %s" % e)
-            return wrap_pkcs11(sock, hostname, self, self._pin)
+            return wrap_pkcs11(sock, hostname, self, self._pin, handshake)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if hasattr(ctx, "check_hostname"):
             ctx.check_hostname = self.verify

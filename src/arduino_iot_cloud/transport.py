@@ -167,12 +167,13 @@ async def open_connection_async(host, port, tls, timeout=10.0):
 
     The TCP connect and the TLS handshake wait on the loop, so one slow or
     unreachable broker does not stall the other tasks (or devices) of the
-    process.  Keys in hardware (PKCS#11) and MicroPython use the blocking
+    process.  PKCS#11 keys are loaded (token login) synchronously, then
+    hand-shake on the loop too.  SE05x keys and MicroPython use the blocking
     open_connection, bounded by the same timeout.
     """
     import asyncio
 
-    if tls.hardware is not None or not hasattr(asyncio, "get_running_loop"):
+    if tls.hardware == "se05x" or not hasattr(asyncio, "get_running_loop"):
         return open_connection(host, port, tls, timeout)
     try:
         return await asyncio.wait_for(_connect_nonblocking(host, port, tls), timeout)

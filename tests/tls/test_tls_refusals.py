@@ -1,0 +1,103 @@
+"""TLS refusals against a real mosquitto: each bad certificate situation is
+refused, with engine.last_error a TLSError that says why in words, in both
+drivers; the client keeps retrying with backoff instead of crashing; no secret
+appears in the error.  A positive control on the same broker shows that each
+refusal is caused by the certificate at fault and nothing else."""
+
+import asyncio
+import time
+
+import pytest
+
+import tlsenv
+from arduino_iot_cloud import ArduinoCloudClient
+from arduino_iot_cloud.errors import TLSError
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "tls-test-Secret-0123456789"
+
+
+def _client(broker, listener, ca="good-ca", client_cert=None, mode="sync"):
+    pki = broker.pki
+    params = {"cafile": pki.path(ca, "pem")}
+    kw = {"password": PASSWORD}
+    if client_cert:
+        params.update(keyfile=pki.path(client_cert, "key"), certfile=pki.path(client_cert, "pem"))
+        kw = {}
+    return ArduinoCloudClient(tlsenv.DEVICE_ID, server="127.0.0.1", port=broker.ports[listener],
+                              ssl_params=params, keepalive=2, sync_mode=(mode == "sync"), reconnect_cap=1, **kw)
+
+
+def attempt(client, attempts=2, timeout=10.0):
+    """Run the client until it logged in or failed `attempts` times; return the
+    list of errors seen (empty when it logged in)."""
+    errors = []
+    logged_in = []
+    t0 = time.monotonic()
+
+    def check():
+        err = client.engine.last_error
+        if err is not None and (not errors or err is not errors[-1]):
+            errors.append(err)
+        if client.engine.mqtt.connected:
+            logged_in.append(True)
+        return logged_in or len(errors) >= attempts or time.monotonic() - t0 > timeout
+
+    if client.async_mode:
+        async def main():
+            task = asyncio.create_task(client.run())
+            while not check():
+                await asyncio.sleep(0.01)
+            client.stop()
+            await asyncio.wait_for(task, 5)
+
+        asyncio.run(main())
+    else:
+        while not check():
+            client.update()
+            time.sleep(0.01)
+        client.stop()
+    return errors, bool(logged_in)
+
+
+CASES = [
+    # (name, listener, client CA, client certificate, words expected in the reason)
+    ("wrong CA", "ok", "rogue-ca", None, "not signed by a trusted CA"),
+    ("server cert from an unknown CA", "rogue", "good-ca", None, "not signed by a trusted CA"),
+    ("wrong hostname", "wronghost", "good-ca", None, "not valid for the host name 127.0.0.1"),
+    ("expired server certificate", "expired", "good-ca", None, "has expired"),
+    ("client cert not signed by the broker's CA", "mtls", "good-ca", "client-rogue",
+     "refused this device's client certificate"),
+]
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+@pytest.mark.parametrize("name,listener,ca,cert,reason", CASES, ids=[c[0] for c in CASES])
+def test_refused_with_a_clear_error(name, listener, ca, cert, reason, mode, tls_broker, clean_env):
+    client = _client(tls_broker, listener, ca, cert, mode)
+    errors, connected = attempt(client, attempts=2)
+    assert not connected, "%s: the client logged in" % name
+    assert len(errors) >= 2, "%s: the client stopped retrying (%r)" % (name, errors)
+    for err in errors:
+        assert isinstance(err, TLSError), "%s: %s: %s" % (name, type(err).__name__, err)
+        msg = str(err)
+        assert reason in msg, "%s: unclear error: %s" % (name, msg)
+        assert PASSWORD not in msg
+    # Retries are spaced by the backoff, not a busy loop.
+    assert client.engine.backoff.failures >= 2
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+@pytest.mark.parametrize("listener,cert", [("ok", None), ("mtls", "client-ok")])
+def test_positive_control(listener, cert, mode, tls_broker, clean_env):
+    client = _client(tls_broker, listener, "good-ca", cert, mode)
+    errors, connected = attempt(client, attempts=1)
+    assert connected, errors
+
+
+def test_tls_error_is_a_transport_error():
+    from arduino_iot_cloud.errors import RemoteError, TransportError
+
+    assert issubclass(TLSError, TransportError) and issubclass(TLSError, RemoteError)
+    assert issubclass(TLSError, OSError)  # CPython: generic OSError handlers catch it too

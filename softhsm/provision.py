@@ -3,8 +3,9 @@
 
     export SOFTHSM_PIN=...  SOFTHSM_SO_PIN=...    (or be prompted)
     python softhsm/provision.py init    --dir DIR [--token device]
-    python softhsm/provision.py csr     --dir DIR --device-id ID --out device.csr
-    (have the CA sign device.csr: arduino-localcloud issue-cert, or LocalCloud.issue_certificate)
+    python softhsm/provision.py csr     --dir DIR [--device-id ID] --out device.csr
+    (have the CA sign device.csr: arduino-localcloud add-device --csr device.csr,
+     arduino-localcloud issue-cert ID device.csr, or LocalCloud.issue_certificate)
     python softhsm/provision.py import-cert --dir DIR --cert device.pem
     python softhsm/provision.py uris    --dir DIR
 
@@ -207,7 +208,8 @@ def main(argv: Optional[list] = None) -> int:
         p.add_argument("--key", default=DEFAULT_KEY, help="key (and certificate) label")
         p.add_argument("--module", default=DEFAULT_MODULE, help="PKCS#11 module")
         if name == "csr":
-            p.add_argument("--device-id", required=True)
+            p.add_argument("--device-id", default="device",
+                           help="the CSR's CN (the local CA replaces it with the device id it assigns)")
             p.add_argument("--out", required=True, help="CSR file to write (PEM)")
         if name == "import-cert":
             p.add_argument("--cert", required=True, help="certificate file (PEM or DER)")

@@ -153,3 +153,55 @@ def test_missing_engine():
                           capture_output=True, text=True, timeout=30)
     assert "PKCS11Error[engine]: OpenSSL pkcs11 engine not found: /nonexistent/pkcs11.so" in done.stdout, \
         done.stdout + done.stderr
+
+
+def test_reconnects_after_the_broker_restarts(hsm_cloud, hsm_device, run_device):
+    # A second handshake with the token key, in the same process (engine cached).
+    proc = run_device(hsm_device)
+    _round_trip(hsm_cloud, hsm_device, proc)
+    mark = hsm_cloud.mark(hsm_device.dev)
+    hsm_cloud.restart_broker()
+    try:
+        hsm_cloud.wait_event(hsm_device.dev, "last_values", since=mark, timeout=ATTACH_TIMEOUT)
+        hsm_cloud.set(hsm_device.dev, "sw1", True)
+        assert hsm_cloud.wait_for(hsm_device.dev, "led", True, timeout=10) is True
+    except Exception:
+        print(proc.output())
+        raise
+
+
+def test_provision_script_with_the_localcloud_cli(hsm_cloud, tmp_path):
+    # The README flow: softhsm/provision.sh makes the token, the key and the
+    # CSR, registers the device through the local cloud's CLI, and prints
+    # the exports the example needs.
+    script = Path(__file__).resolve().parents[2] / "softhsm" / "provision.sh"
+    example = Path(__file__).resolve().parents[2] / "examples" / "pkcs11_device.py"
+    pin, so_pin = "2468013579", "1357924680"
+    env = dict(os.environ, SOFTHSM_PIN=pin, SOFTHSM_SO_PIN=so_pin, PYTHON=sys.executable,
+               PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run(["bash", str(script), str(tmp_path / "token"), str(hsm_cloud.workdir)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert pin not in done.stdout + done.stderr and so_pin not in done.stdout + done.stderr
+    exports = dict(line[len("export "):].split("=", 1) for line in done.stdout.splitlines()
+                   if line.startswith("export "))
+    device_id = exports["DEVICE_ID"]
+    assert "SOFTHSM2_CONF" in exports and "ARDUINO_IOT_CLOUD_PORT" in exports
+    log = open(tmp_path / "device.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(example)], env=dict(env, PKCS11_PIN=pin, **exports),
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        hsm_cloud.wait_event(device_id, "last_values", timeout=ATTACH_TIMEOUT)
+        hsm_cloud.set(device_id, "sw1", True)
+        assert hsm_cloud.wait_for(device_id, "led", True, timeout=10) is True
+    except Exception:
+        print((tmp_path / "device.log").read_text())
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()

@@ -147,6 +147,11 @@ def test_restart_keeps_ports_and_republishes_retained_thing_id(local_cloud, devi
     d.subscribe("/a/d/%s/e/i" % dev.device_id)
     d.expect("/a/d/%s/e/i" % dev.device_id)
     assert local_cloud.emulator.generation >= 2
+    # the events tell the story: connect, (broker gone) disconnect, connect again
+    evs = local_cloud.events(dev)
+    stopped = evs.index(("disconnect", "broker stopped"))
+    kinds = [k for k, _ in evs]
+    assert kinds.index("connect") < stopped < len(kinds) - 1 - kinds[::-1].index("connect"), evs
 
 
 def test_stop_leaves_nothing_running(tmp_path):
@@ -164,3 +169,48 @@ def test_stop_leaves_nothing_running(tmp_path):
     with LocalCloud(tmp_path / "wd") as again:
         assert again.password_port == port
         assert again.pki.ca_file.read_bytes() == ca
+
+
+def test_issue_certificate_from_csr(local_cloud, device_factory, paho_device, tmp_path):
+    """A key that stays elsewhere (a PKCS#11 token in real use): only its CSR is signed."""
+    key, csr = tmp_path / "k.pem", tmp_path / "r.csr"
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-subj", "/CN=whatever", "-out", str(csr)], check=True, capture_output=True)
+    dev = device_factory(auth="cert", csr=csr)
+    assert dev.keyfile is None and dev.certfile.endswith("csr_cert.pem")
+    subject = subprocess.run(["openssl", "x509", "-in", dev.certfile, "-noout", "-subject"], check=True,
+                             capture_output=True, text=True).stdout
+    assert dev.device_id in subject  # CN forced to the device id
+    assert not paho_device(dev, certfile=dev.certfile, keyfile=str(key)).connect().is_failure
+    # the same for an existing device, through issue_certificate
+    other = device_factory(auth="cert")
+    cert = local_cloud.issue_certificate(other.device_id, csr)
+    assert cert != other.certfile and not paho_device(other, certfile=cert, keyfile=str(key)).connect().is_failure
+
+
+def test_add_devices_in_one_go(local_cloud, paho_device):
+    devs = local_cloud.add_devices(3, variant="command", properties={"x": 0})
+    assert len({d.device_id for d in devs}) == 3 and len({d.thing_id for d in devs}) == 3
+    for dev in devs:
+        assert not paho_device(dev).connect().is_failure
+        assert local_cloud.values(dev) == {"x": 0}
+
+
+def test_secrets_stay_out_of_logs_and_files(local_cloud, device_factory, paho_device, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    dev = device_factory()
+    d = paho_device(dev)
+    d.connect()
+    d.close()
+    paho_device(dev, password=dev.secret + "x").connect(expect_ok=False)
+    local_cloud.emulator._logwatch.poll()
+    admin = local_cloud.admin_credentials()["password"]
+    for secret in (dev.secret, admin):
+        assert secret not in caplog.text
+        assert secret not in local_cloud.broker.log_file.read_text()
+        assert secret not in local_cloud.broker.conf.read_text()
+        assert secret not in local_cloud.store.path.read_text()
+        assert secret not in (local_cloud.broker.pw_devices.read_text() + local_cloud.broker.pw_admin.read_text())
+    assert repr(dev).count(dev.secret) == 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from .broker import HOST, Broker, _write_private, hash_passwords, port_is_free
-from .emulator import CloudEmulator, DeviceRef
+from .emulator import _MISSING, CloudEmulator, DeviceRef
 from .pki import Pki, check_device_id
 from .store import AUTHS, VARIANTS, Device, Store
 
@@ -241,13 +241,28 @@ class LocalCloud:
         thing, "" means no thing yet.  ``properties``: the thing's initial last values.
         ``tz_dst_until`` defaults to one year from now.
         """
+        dev = self._new_device(auth, variant, thing_id, device_id, tz_offset, tz_dst_until, csr)
+        self._register([dev], properties)
+        return dev
+
+    def add_devices(self, count: int, auth: str = "password", variant: str = "both",
+                    properties: Optional[Dict[str, Any]] = None) -> List[Device]:
+        """Create ``count`` devices, each with a new thing, in one go (one password-file
+        update and one broker reload for all of them)."""
+        devs = [self._new_device(auth, variant, None, None, 0, None, None) for _ in range(count)]
+        self._register(devs, properties)
+        return devs
+
+    def _new_device(self, auth: str, variant: str, thing_id: Optional[str], device_id: Optional[str],
+                    tz_offset: int, tz_dst_until: Optional[int], csr: Optional[Union[str, Path]]) -> Device:
+        """A Device with its key material (secret, or key and certificate); not registered yet."""
         if auth not in AUTHS:
             raise ValueError("auth must be one of %s" % (AUTHS,))
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
         self.prepare()
         device_id = check_device_id(device_id or str(uuid.uuid4()))
-        if device_id in self.store.load()["devices"]:
+        if device_id in self._devices or device_id in self.store.load()["devices"]:
             raise ValueError("device %s exists already" % device_id)
         until = int(time.time()) + 365 * 86400 if tz_dst_until is None else tz_dst_until
         dev = Device(device_id, auth=auth, variant=variant,
@@ -255,29 +270,37 @@ class LocalCloud:
                      tz_offset=tz_offset, tz_dst_until=until)
         if auth == "password":
             dev.secret = new_secret()
-            self.broker.append_devices(hash_passwords([(device_id, dev.secret)]))
         elif csr is not None:
             dev.certfile = str(self.pki.sign_csr(device_id, Path(csr)))
             dev.certfile_der = str(Path(dev.certfile).with_suffix(".der"))
         else:
             paths = self.pki.issue_device(device_id)
             dev.keyfile, dev.certfile, dev.keyfile_der, dev.certfile_der = (str(p) for p in paths)
+        return dev
+
+    def _register(self, devs: List[Device], properties: Optional[Dict[str, Any]]) -> None:
+        """Store new devices, let the broker accept their secrets, and serve them."""
+        secrets_ = [(d.device_id, d.secret) for d in devs if d.secret]
+        if secrets_:
+            self.broker.append_devices(hash_passwords(secrets_))
         values = dict(properties or {})
 
         def change(data: Dict[str, Any]) -> None:
-            data["devices"][device_id] = dev.to_json()
-            if dev.thing_id and values:
-                stored = data["things"].setdefault(dev.thing_id, {"values": {}})["values"]
-                stored.update(values)
+            for dev in devs:
+                data["devices"][dev.device_id] = dev.to_json()
+                if dev.thing_id and values:
+                    data["things"].setdefault(dev.thing_id, {"values": {}})["values"].update(values)
         self.store.update(change)
-        self._devices[device_id] = dev
-        log.info("added device %s (auth %s, variant %s, thing %r)", device_id, auth, variant, dev.thing_id)
+        for dev in devs:
+            self._devices[dev.device_id] = dev
+            log.info("added device %s (auth %s, variant %s, thing %r)", dev.device_id, dev.auth, dev.variant,
+                     dev.thing_id)
         if self.emulator is not None:
-            if auth == "password":
+            if secrets_:
                 self.broker.reload()
-            self.emulator.add_device(dev, values)
+            for dev in devs:
+                self.emulator.add_device(dev, values)
             self.emulator.barrier()
-        return dev
 
     def device(self, ref: DeviceRef) -> Device:
         """The Device for a Device or a device id."""
@@ -352,11 +375,10 @@ class LocalCloud:
         """A position in the device's event list, for ``events(since=)``/``wait_event(since=)``."""
         return self._emulator().mark(ref)
 
-    def wait_event(self, ref: DeviceRef, kind: str, match: Any = None, since: int = 0,
+    def wait_event(self, ref: DeviceRef, kind: str, match: Any = _MISSING, since: int = 0,
                    timeout: float = 10.0) -> Any:
-        """Wait for an event of ``kind`` (detail equal to / accepted by ``match`` if given)."""
-        if match is None:
-            return self._emulator().wait_event(ref, kind, since=since, timeout=timeout)
+        """Wait for an event of ``kind`` at or after mark ``since`` (detail equal to, or
+        accepted by, ``match`` if given); return its detail.  TimeoutError lists the events seen."""
         return self._emulator().wait_event(ref, kind, match, since=since, timeout=timeout)
 
     def broker_events(self) -> List[tuple]:

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 HISTORY_MAX = 10000
 EVENTS_MAX = 20000
 STATE_TOPIC = "localcloud/state/%s"
+STATE_INTERVAL = 0.05  # seconds: retained state messages are coalesced to at most one per interval
 CTL_TOPIC = "localcloud/ctl/"
 
 DeviceRef = Union[Device, str]
@@ -120,6 +121,10 @@ class CloudEmulator:
         self.control_handler: Optional[ControlHandler] = None
         self._ctl_queue: "queue.Queue[Optional[Tuple[str, Dict[str, Any]]]]" = queue.Queue()
         self._ctl_thread: Optional[threading.Thread] = None
+        self._dirty: set = set()
+        self._state_wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._state_thread: Optional[threading.Thread] = None
         self._name = "localcloud-emulator-%s" % secrets.token_hex(4)
         self._ping_topic = "localcloud/ping/%s" % self._name
         self._logwatch = LogWatch(log_file, self._on_log) if log_file is not None else None
@@ -140,12 +145,19 @@ class CloudEmulator:
             self._logwatch.start()
         self._ctl_thread = threading.Thread(target=self._ctl_worker, name="localcloud-ctl", daemon=True)
         self._ctl_thread.start()
+        self._state_thread = threading.Thread(target=self._state_worker, name="localcloud-state", daemon=True)
+        self._state_thread.start()
         self._client.connect(self.host, self.port, keepalive=30)
         self._client.loop_start()
         self.wait_connected(0, timeout)
 
     def stop(self) -> None:
         """Disconnect and stop the background threads."""
+        self._stopping.set()
+        self._state_wakeup.set()
+        if self._state_thread is not None:
+            self._state_thread.join(2)
+            self._state_thread = None
         self._client.disconnect()
         self._client.loop_stop()
         self._ctl_queue.put(None)
@@ -304,6 +316,13 @@ class CloudEmulator:
                 return
             if client_id is None:
                 self._broker_event(kind, detail)
+                if kind == "broker_stop":
+                    self._client_ids.clear()
+                    for dev in self.devices.values():
+                        if dev.connected:
+                            dev.connected = False
+                            self._event(dev.device_id, "disconnect", "broker stopped")
+                            self._publish_state(dev)
                 return
             device_id = self._client_ids.get(client_id)
             if device_id is None:
@@ -429,7 +448,22 @@ class CloudEmulator:
                     "library_version": dev.library_version, "values": dict(self._thing(dev).values)}
 
     def _publish_state(self, dev: Device) -> None:
-        self._client.publish(STATE_TOPIC % dev.device_id, json.dumps(self.state(dev)), qos=0, retain=True)
+        """Mark the device's retained state for publishing (coalesced: at most every STATE_INTERVAL)."""
+        with self._cond:
+            self._dirty.add(dev.device_id)
+        self._state_wakeup.set()
+
+    def _state_worker(self) -> None:
+        while not self._stopping.is_set():
+            self._state_wakeup.wait()
+            self._state_wakeup.clear()
+            if self._stopping.wait(STATE_INTERVAL):
+                return
+            with self._cond:
+                dirty, self._dirty = self._dirty, set()
+                states = [self.state(d) for d in dirty if d in self.devices]
+            for state in states:
+                self._client.publish(STATE_TOPIC % state["device_id"], json.dumps(state), qos=0, retain=True)
 
     # -- the dashboard ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ flushes every line.  Lines we understand (mosquitto 2.0)::
     CLIENT 1 /a/d/DEV/e/i                             (subscribe: client, QoS, filter)
     CLIENT /a/d/DEV/e/i                               (unsubscribe)
     Reloading config.
+    mosquitto version 2.0.11 terminating              (every client is gone)
 
 Ordering: the emulator calls :meth:`LogWatch.poll` before it handles each MQTT
 message.  mosquitto writes a client's connect and subscribe lines before it
@@ -26,10 +27,11 @@ recorded before the commands it sends afterwards.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import BinaryIO, Callable, Dict, Optional
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ _SOCKET_ERROR = re.compile(_TS + r"Socket error on client (\S+), disconnecting\.
 _SUBSCRIBE = re.compile(_TS + r"(\S+) (\d) (\S+)$")
 _UNSUBSCRIBE = re.compile(_TS + r"(\S+) (/\S*)$")
 _RELOAD = re.compile(_TS + r"Reloading config\.$")
+_TERMINATING = re.compile(_TS + r"mosquitto version \S+ terminating$")
 
 # callback(kind, client_id or None, detail dict)
 Callback = Callable[[str, Optional[str], Dict], None]
@@ -64,6 +67,7 @@ class LogWatch:
         self._ports: Dict[str, int] = {}  # peer address -> listener port
         self._last_port: Optional[int] = None
         self._stop = threading.Event()
+        self._file: Optional[BinaryIO] = None
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
@@ -78,6 +82,10 @@ class LogWatch:
             self._thread.join(2)
             self._thread = None
         self.poll()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -89,14 +97,8 @@ class LogWatch:
     def poll(self) -> None:
         """Read and dispatch every complete line written since the last call."""
         with self._lock:
-            try:
-                with open(self.path, "rb") as f:
-                    size = f.seek(0, 2)
-                    if size < self._offset:  # rotated or truncated: start over
-                        self._offset, self._partial = 0, b""
-                    f.seek(self._offset)
-                    data = f.read()
-            except FileNotFoundError:
+            data = self._read()
+            if not data:
                 return
             self._offset += len(data)
             data = self._partial + data
@@ -104,6 +106,26 @@ class LogWatch:
             self._partial = lines.pop()
             for raw in lines:
                 self._line(raw.decode("utf-8", "replace").rstrip("\r"))
+
+    def _read(self) -> bytes:
+        """New bytes of the log; the file stays open between calls (this runs per message)."""
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")
+            except FileNotFoundError:
+                return b""
+            self._file.seek(self._offset)
+        data = self._file.read()
+        if not data:
+            try:
+                truncated = os.stat(self.path).st_size < self._offset
+            except FileNotFoundError:
+                truncated = False
+            if truncated:  # start over
+                self._file.seek(0)
+                self._offset, self._partial = 0, b""
+                data = self._file.read()
+        return data
 
     def _line(self, line: str) -> None:
         m = _NEW_CONN.match(line)
@@ -131,6 +153,9 @@ class LogWatch:
             return
         if _RELOAD.match(line):
             self.callback("reload", None, {})
+            return
+        if _TERMINATING.match(line):  # clients are dropped without a line each
+            self.callback("broker_stop", None, {})
             return
         m = _SUBSCRIBE.match(line)
         if m:

@@ -9,7 +9,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-TEST_TIME_LIMIT = int(os.environ.get("FAULT_TEST_TIME_LIMIT", "120"))
+# Per test; the full soak gets 0.1 s per message on top.
+TEST_TIME_LIMIT = int(os.environ.get("FAULT_TEST_TIME_LIMIT", "120")) + int(os.environ.get("SOAK_MESSAGES", "0")) // 10
 
 
 @pytest.fixture(autouse=True)

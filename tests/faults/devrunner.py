@@ -25,6 +25,7 @@ class DeviceRunner:
         self._stop = threading.Event()
         self._started = threading.Event()
         self.error = None
+        self.leftover_tasks = None  # async: tasks still pending when run() returned
 
     def start(self):
         target = self._run_async if self.mode == "async" else self._run_sync
@@ -40,6 +41,9 @@ class DeviceRunner:
             self._loop = asyncio.get_running_loop()
             self._started.set()
             await self.client.run()
+            await asyncio.sleep(0)  # let cancelled tasks finish
+            me = asyncio.current_task()
+            self.leftover_tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
 
         try:
             asyncio.run(main())

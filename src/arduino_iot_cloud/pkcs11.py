@@ -6,14 +6,15 @@
 # M2Crypto is the Python binding that can put such an engine key into an
 # SSL context (the standard ssl module cannot).
 #
-#   wrap_pkcs11(sock, hostname, tls, pin)
+#   wrap_pkcs11(sock, hostname, tls, pin, handshake=True)
 #     1. engine for (engine_path, module_path): loaded once per process
 #     2. PIN set on the engine, key (and certificate, if certfile is a
 #        pkcs11: URI) loaded by URI; key and certificate checked to match
 #     3. context: CA from tls.cafile / tls.cadata, peer verification, TLS 1.2+
-#     4. handshake on the connected socket, bounded by its timeout; the
+#     4. handshake: at once, bounded by the socket's timeout (sync driver), or
+#        step by step through do_handshake() on the event loop (asyncio); the
 #        server name is checked (set1_host for names, the IP SAN for IPs)
-#     5. returned as PKCS11Socket, which the transport drives non-blocking
+#     5. PKCS11Socket: recv/send/fileno for transport.Connection, non-blocking
 #
 # PKCS#11 logins are per process: once a key was loaded with the right PIN,
 # the token stays logged in for the life of the process.  The engine's PIN
@@ -23,6 +24,7 @@
 
 import os
 import socket
+import ssl
 import threading
 from typing import Any, Dict, Optional, Tuple
 
@@ -86,10 +88,8 @@ def _m2():
     return SSL, X509, Engine, m2
 
 
-def _engine(engine_path: Optional[str], module_path: Optional[str]):
-    """The initialised pkcs11 engine for these paths (one per process)."""
-    engine_path = engine_path or _first_existing(DEFAULT_ENGINE_PATHS, "OpenSSL pkcs11 engine", "engine")
-    module_path = module_path or _first_existing(DEFAULT_MODULE_PATHS, "PKCS#11 module", "module")
+def _engine(engine_path: str, module_path: str):
+    """The initialised pkcs11 engine for these paths (one per process; call with _lock held)."""
     key = (engine_path, module_path)
     engine = _engines.get(key)
     if engine is not None:
@@ -128,7 +128,7 @@ def _classify(e: BaseException, what: str, uri: str, module_path: str) -> PKCS11
         return PKCS11Error("pin", "the token's PIN is locked (%s)" % safe_uri(uri))
     if "Unable to load PKCS#11 module" in text or "Unable to load module" in text:
         return PKCS11Error("module", "the PKCS#11 module %s cannot be loaded" % module_path)
-    if "not found" in text or "NULL" in text or not text:
+    if "not found" in text or not text:
         return PKCS11Error("not_found", "no %s at %s (is the token there, with that label/object?)"
                            % (what, safe_uri(uri)))
     return PKCS11Error("not_found", "cannot load the %s at %s: %s" % (what, safe_uri(uri), _first_line(e)))
@@ -143,18 +143,18 @@ def load_credentials(tls, pin: Optional[str]):
     if pin is None and "pin-value=" not in uri and "pin-source=" not in uri:
         # Without a PIN libp11 would prompt on the terminal and block.
         raise PKCS11Error("pin", "a pkcs11: keyfile needs ssl_params['pin'] (or pin-value in the URI)")
-    engine = _engine(tls.engine_path, tls.module_path)
-    module_path = tls.module_path or "(default module)"
+    engine_path = tls.engine_path or _first_existing(DEFAULT_ENGINE_PATHS, "OpenSSL pkcs11 engine", "engine")
+    module_path = tls.module_path or _first_existing(DEFAULT_MODULE_PATHS, "PKCS#11 module", "module")
     with _lock:
+        engine = _engine(engine_path, module_path)
         if pin is not None:
+            # Kept by the engine: libp11 logs in again with it if the token
+            # session is lost (a reconnect needs the PIN anyway).
             engine.ctrl_cmd_string("PIN", str(pin))
         try:
             key = engine.load_private_key(uri)
         except Engine.EngineError as e:
             raise _classify(e, "private key", uri, module_path) from None
-        finally:
-            if pin is not None:
-                engine.ctrl_cmd_string("PIN", "")  # do not leave it in the engine
         if isinstance(tls.certfile, str) and tls.certfile.startswith("pkcs11:"):
             try:
                 cert = engine.load_certificate(tls.certfile)
@@ -272,26 +272,38 @@ class PKCS11Socket:
     """An M2Crypto TLS connection with the socket methods transport.Connection uses.
 
     recv(n) -> bytes, None when nothing is available now, b"" on EOF;
-    send(data) -> bytes written (0 when the socket would block).
+    send(data) -> bytes written (0 when the socket would block).  Both
+    follow the socket's mode: non-blocking, or waiting up to its timeout.
     """
 
     def __init__(self, conn, raw: socket.socket, keep: tuple, hostname: str, verify: bool):
+        from M2Crypto import SSL, m2
+
+        self._m2 = m2
+        self._ssl_error = SSL.SSLError
         self._conn = conn
         self._raw = raw
-        self._keep = keep
+        self._keep = keep  # context, key, certificate: must outlive the connection
         self._hostname = hostname
         self._verify = verify
 
+    def _ssl(self):
+        if self._conn is None:
+            raise TransportError("the TLS connection is closed")
+        return self._conn.ssl
+
+    # -- handshake -----------------------------------------------------------------------
+
     def handshake_blocking(self) -> None:
         """The whole handshake, bounded by the socket's timeout."""
-        from M2Crypto import SSL
+        from M2Crypto.SSL import SSLTimeoutError
 
         try:
             self._conn.connect_ssl()
-        except SSL.SSLTimeoutError:
+        except SSLTimeoutError:
             self.close()
             raise TransportError("TLS handshake with %s timed out" % self._hostname) from None
-        except (SSL.SSLError, OSError) as e:
+        except (self._ssl_error, OSError) as e:
             raise self._failed(e) from None
         self._check_ip()
 
@@ -301,18 +313,15 @@ class PKCS11Socket:
         Returns when the handshake is complete; raises ssl.SSLWantReadError
         or ssl.SSLWantWriteError when it must wait for the socket.
         """
-        import ssl
-
-        from M2Crypto import SSL, m2
-
+        m2 = self._m2
         try:
-            r = m2.ssl_connect(self._conn.ssl, 0.0)
-        except SSL.SSLError as e:
+            r = m2.ssl_connect(self._ssl(), 0.0)
+        except self._ssl_error as e:
             raise self._failed(e) from None
         if r == 1:
             self._check_ip()
             return
-        err = m2.ssl_get_error(self._conn.ssl, r)
+        err = m2.ssl_get_error(self._ssl(), r)
         if err == m2.ssl_error_want_read:
             raise ssl.SSLWantReadError("handshake needs data")
         if err == m2.ssl_error_want_write:
@@ -320,13 +329,11 @@ class PKCS11Socket:
         raise self._failed(None)
 
     def _failed(self, e: Optional[BaseException]) -> TransportError:
-        from M2Crypto import m2
-
         detail = ""
         if self._verify and self._conn is not None:
-            code = m2.ssl_get_verify_result(self._conn.ssl)
+            code = self._m2.ssl_get_verify_result(self._conn.ssl)
             if code:
-                detail = " (server certificate: %s)" % m2.x509_get_verify_error(code)
+                detail = " (server certificate: %s)" % self._m2.x509_get_verify_error(code)
         self.close()
         reason = _first_line(e) if e is not None else "connection closed"
         return TransportError("TLS handshake with %s failed: %s%s" % (self._hostname, reason, detail))
@@ -334,22 +341,21 @@ class PKCS11Socket:
     def _check_ip(self) -> None:
         # set1_host covers names; an IP address is checked against the
         # certificate's IP SAN once the peer certificate is known.
-        from M2Crypto import m2
-
-        if not (self._verify and _is_ip(self._hostname)):
-            log.debug("TLS with a PKCS#11 key established to %s", self._hostname)
-            return
-        peer = self._conn.get_peer_cert()
-        if peer is None or m2.x509_check_ip_asc(peer.x509, self._hostname, 0) != 1:
-            self.close()
-            raise TransportError("the server certificate is not valid for %s" % self._hostname)
+        if self._verify and _is_ip(self._hostname):
+            peer = self._conn.get_peer_cert()
+            if peer is None or self._m2.x509_check_ip_asc(peer.x509, self._hostname, 0) != 1:
+                self.close()
+                raise TransportError("the server certificate is not valid for %s" % self._hostname)
         log.debug("TLS with a PKCS#11 key established to %s", self._hostname)
+
+    # -- socket methods ------------------------------------------------------------------
 
     def fileno(self) -> int:
         return self._raw.fileno()
 
     def setblocking(self, flag: bool) -> None:
-        self._conn.setblocking(bool(flag))
+        if self._conn is not None:
+            self._conn.setblocking(bool(flag))
 
     def _wait(self) -> float:
         """0.0 for a non-blocking socket, else M2Crypto's timeout (-1: none)."""
@@ -357,38 +363,37 @@ class PKCS11Socket:
         return -1.0 if t is None else t
 
     def recv(self, n: int = 4096) -> Optional[bytes]:
-        from M2Crypto import SSL, m2
-
+        m2, ssl_obj = self._m2, self._ssl()
         try:
             wait = self._wait()
             if wait != 0.0:
-                data = m2.ssl_read(self._conn.ssl, n, wait)
+                data = m2.ssl_read(ssl_obj, n, wait)
                 return data if data is not None else b""
-            data = m2.ssl_read_nbio(self._conn.ssl, n)
+            data = m2.ssl_read_nbio(ssl_obj, n)
             if not data:
                 return data  # None: nothing now; b"": EOF
-            # Drain what OpenSSL already decrypted: the fd will not signal it.
-            more = m2.ssl_pending(self._conn.ssl)
+            # Hand over the rest of the decrypted record too: bytes OpenSSL
+            # holds do not make the socket readable again.
+            more = m2.ssl_pending(ssl_obj)
             while more > 0:
-                extra = m2.ssl_read_nbio(self._conn.ssl, more)
+                extra = m2.ssl_read_nbio(ssl_obj, more)
                 if not extra:
                     break
                 data += extra
-                more = m2.ssl_pending(self._conn.ssl)
+                more = m2.ssl_pending(ssl_obj)
             return data
-        except SSL.SSLError as e:
+        except self._ssl_error as e:
             raise TransportError("TLS read failed: %s" % _first_line(e)) from None
 
     def send(self, data) -> int:
-        from M2Crypto import SSL, m2
-
+        m2, ssl_obj = self._m2, self._ssl()
         try:
             wait = self._wait()
             if wait != 0.0:
-                n = m2.ssl_write(self._conn.ssl, bytes(data), wait)
+                n = m2.ssl_write(ssl_obj, bytes(data), wait)
             else:
-                n = m2.ssl_write_nbio(self._conn.ssl, bytes(data))
-        except SSL.SSLError as e:
+                n = m2.ssl_write_nbio(ssl_obj, bytes(data))
+        except self._ssl_error as e:
             raise TransportError("TLS write failed: %s" % _first_line(e)) from None
         return n if n and n > 0 else 0
 

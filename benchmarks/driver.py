@@ -129,9 +129,34 @@ def run_client(cfg, client, sync_step=None, sync_mode=False):
 # --- benchmarks -------------------------------------------------------------------
 
 
+# Log lines of our client that mark the attach phases (for a breakdown of the time).
+PHASES = (("connected to ", "tls_connected"), ("logged in to the broker", "connack"),
+          ("attached to thing ", "thing_id"), ("device ", "ready"))
+
+
+def trace_phases():
+    """Ours only: report when each attach phase was logged, as "phase" events."""
+    import logging
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.msg if isinstance(record.msg, str) else ""
+            for prefix, name in PHASES:
+                if msg.startswith(prefix) and (name != "ready" or " ready on thing " in msg):
+                    emit("phase", name=name, t=mono())
+
+    for name in ("arduino_iot_cloud.engine", "arduino_iot_cloud.session"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.INFO)
+        lg.addHandler(Handler())
+        lg.propagate = False
+
+
 def bench_attach(cfg):
     """start() until the cloud sees the first value; the runner times it and stops us."""
     sync = cfg["mode"] == "sync"
+    if OURS:
+        trace_phases()
     client = make_client(cfg, sync)
     client.register("attach_probe", value=1)
     watchdog(cfg.get("timeout", 15))

@@ -345,6 +345,7 @@ class Bench:
         s = self.size
         times = []
         errors = []
+        phases = {}
         for _ in range(s["attach_reps"]):
             dev = self.device()
             d = self.driver(impl, self.cfg("attach", dev, mode=mode, timeout=s["attach_timeout"] + 5))
@@ -355,11 +356,19 @@ class Bench:
                     continue
                 if self.observer.wait_first([dev.thing_id], s["attach_timeout"]):
                     times.append((self.observer.first[dev.thing_id] - t0["t"]) * 1000)
+                    prev = t0["t"]
+                    while True:
+                        ev = d.wait("phase", 0.05)
+                        if ev is None:
+                            break
+                        phases.setdefault(ev["name"], []).append((ev["t"] - prev) * 1000)
+                        prev = ev["t"]
                 else:
                     errors.append("no value within %.0f s (%s)" % (s["attach_timeout"], d.error_tail()))
             finally:
                 d.stop()
-        return {"ms": stats(times), "samples": times, "errors": errors}
+        return {"ms": stats(times), "samples": times, "errors": errors,
+                "phases_ms": {k: stats(v) for k, v in phases.items()}}
 
     # dashboard write -> on_write
     def write_latency(self, impl, mode):
@@ -587,6 +596,16 @@ def build_table(res, unavailable):
         x, xv = other(key, ms_stats)
         t.add(key, "start() to attached (first value at the cloud), %s, median [min-max]" % mode,
               "< 50 ms", o, x, ratio(ov, xv), None if ov is None else ov < 50, ov, xv)
+
+    for mode in ("async", "sync"):
+        r = res.get("ours", {}).get("attach_" + mode) or {}
+        ph = r.get("phases_ms") or {}
+        if ph:
+            names = (("tls_connected", "TCP+TLS"), ("connack", "CONNACK"), ("thing_id", "thing id"),
+                     ("ready", "last values"))
+            text = ", ".join("%s +%s" % (label, fmt(ph[k]["median"], " ms")) for k, label in names if ph.get(k))
+            t.add("attach_phases_" + mode, "  where the attach time goes (ours, %s, medians, step by step)" % mode,
+                  "report", text, "-", None, None, None, None)
 
     def lat(q):
         def get(r):

@@ -1,0 +1,330 @@
+"""End-to-end scenarios on the local cloud (real mosquitto over TLS), run on both
+transports: our socket client ("socket") and paho-mqtt 2.x ("paho").
+
+Devices run in-process, in the test's own thread: sync mode is driven by
+update() calls from the test, async mode by client.run() as a task of the
+test's event loop (stopped with client.stop()).  Every wait has a deadline,
+and each test has an overall time limit.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from arduino_iot_cloud import ArduinoCloudClient
+from arduino_iot_cloud.errors import ConfigError, ConnectRefused, TransportError
+
+TRANSPORTS = ["socket", "paho"]
+MODES = ["async", "sync"]
+TEST_TIME_LIMIT = 60  # seconds, for a whole test; single waits are shorter
+WAIT = 10.0           # seconds, for one expected event
+
+
+@pytest.fixture(autouse=True)
+def _time_limit():
+    """Fail a test (instead of hanging the suite) if it runs longer than TEST_TIME_LIMIT."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeoutError("test exceeded %d s" % TEST_TIME_LIMIT)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIME_LIMIT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    # The tests name server, port and CA explicitly.
+    for name in ("ARDUINO_IOT_CLOUD_SERVER", "ARDUINO_IOT_CLOUD_PORT", "ARDUINO_IOT_CLOUD_CA"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def make_client(cloud, dev, transport, mode, der=False, **kw):
+    """A client for a local-cloud device, by its auth kind."""
+    ssl_params = {"cafile": cloud.ca_file}
+    ssl_params.update(kw.pop("ssl_params", {}))
+    if dev.auth == "cert":
+        ssl_params["keyfile"] = dev.keyfile_der if der else dev.keyfile
+        ssl_params["certfile"] = dev.certfile_der if der else dev.certfile
+        port = cloud.cert_port
+    else:
+        kw.setdefault("password", dev.secret)
+        port = cloud.password_port
+    return ArduinoCloudClient(dev.device_id, server=cloud.host, port=port, ssl_params=ssl_params,
+                              sync_mode=(mode == "sync"), transport=transport, reconnect_cap=1.0, **kw)
+
+
+class Driver:
+    """Runs one client in the test's thread: update() loops (sync) or a run() task (async)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.task = None
+
+    async def start(self):
+        if self.client.async_mode:
+            self.task = asyncio.create_task(self.client.run())
+
+    async def until(self, predicate, what, timeout=WAIT, poll=0.005):
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.client.async_mode:
+                self.client.update()
+            if predicate():
+                return
+            if self.task is not None and self.task.done():
+                self.task.result()  # the driver died: show why
+                raise AssertionError("the async driver returned while waiting for %s" % what)
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out after %.0f s waiting for %s (last error: %s)"
+                                     % (timeout, what, self.client.engine.last_error))
+            await asyncio.sleep(poll)
+
+    async def attached(self, timeout=WAIT):
+        await self.until(lambda: self.client.connected, "the device to attach", timeout)
+
+    async def stop(self):
+        self.client.stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 5)
+        assert self.client.engine.conn is None, "connection left open after stop()"
+
+
+@pytest.fixture
+async def driven():
+    """``drive(client)`` -> a started Driver; stopped after the test."""
+    drivers = []
+
+    async def drive(client):
+        d = Driver(client)
+        drivers.append(d)
+        await d.start()
+        return d
+
+    yield drive
+    for d in drivers:
+        await d.stop()
+
+
+def paho_threads(client_id):
+    """paho's network threads are named after the client id (loop_start)."""
+    return [t.name for t in threading.enumerate() if client_id in t.name]
+
+
+# --- attach ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_attach_with_password(local_cloud, device_factory, driven, transport, mode):
+    dev = device_factory(auth="password")
+    client = make_client(local_cloud, dev, transport, mode)
+    d = await driven(client)
+    await d.attached()
+    assert client.thing_id == dev.thing_id
+    assert client.engine.last_error is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_attach_with_client_certificate(local_cloud, device_factory, driven, transport, mode):
+    dev = device_factory(auth="cert")
+    client = make_client(local_cloud, dev, transport, mode)
+    d = await driven(client)
+    await d.attached()
+    assert client.thing_id == dev.thing_id
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_attach_with_der_key_and_certificate(local_cloud, device_factory, driven, transport):
+    dev = device_factory(auth="cert")
+    client = make_client(local_cloud, dev, transport, "sync", der=True)
+    d = await driven(client)
+    await d.attached()
+    assert client.thing_id == dev.thing_id
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_server_hostname_names_the_certificate(local_cloud, device_factory, driven, transport):
+    # The server certificate is for "localhost" and 127.0.0.1; connect by IP, check by name.
+    dev = device_factory(auth="password")
+    client = make_client(local_cloud, dev, transport, "sync", ssl_params={"server_hostname": "localhost"})
+    d = await driven(client)
+    await d.attached()
+
+
+# --- TLS checks are on by default -----------------------------------------------------------
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_wrong_hostname_is_refused(local_cloud, device_factory, driven, transport):
+    dev = device_factory(auth="password")
+    client = make_client(local_cloud, dev, transport, "sync",
+                         ssl_params={"server_hostname": "not-the-broker.example"})
+    d = await driven(client)
+    await d.until(lambda: isinstance(client.engine.last_error, TransportError), "a TLS error")
+    assert "certificate" in str(client.engine.last_error).lower()
+    assert not client.connected
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_default_ca_does_not_trust_the_local_broker(local_cloud, device_factory, driven, transport):
+    # Without a cafile the shipped cloud CA is used: the local CA is not in it.
+    dev = device_factory(auth="password")
+    client = ArduinoCloudClient(dev.device_id, password=dev.secret, server=local_cloud.host,
+                                port=local_cloud.password_port, sync_mode=True, transport=transport)
+    d = await driven(client)
+    await d.until(lambda: isinstance(client.engine.last_error, TransportError), "a TLS error")
+    assert "certificate verify failed" in str(client.engine.last_error)
+    assert client.engine.conn is None
+
+
+# --- values both ways -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_dashboard_write_reaches_on_write(local_cloud, device_factory, driven, transport, mode):
+    dev = device_factory(auth="password")
+    client = make_client(local_cloud, dev, transport, mode)
+    writes = []
+
+    def on_write(cl, value):
+        writes.append((value, threading.current_thread()))
+
+    client.register("level", value=0, on_write=on_write)
+    d = await driven(client)
+    await d.attached()
+    local_cloud.set(dev, "level", 42)
+    await d.until(lambda: any(v == 42 for v, _t in writes), "on_write(42)")
+    assert client["level"] == 42
+    # Callbacks ran in the test's thread: paho's network thread was never started.
+    assert all(t is threading.current_thread() for _v, t in writes)
+    assert paho_threads(dev.device_id) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_published_value_reaches_the_cloud(local_cloud, device_factory, driven, transport, mode):
+    dev = device_factory(auth="password")
+    client = make_client(local_cloud, dev, transport, mode)
+    client.register("temperature", value=20.5)
+    d = await driven(client)
+    await d.attached()
+    await d.until(lambda: local_cloud.get(dev, "temperature") == 20.5, "the first value in the cloud")
+    client["temperature"] = 23.25
+    await d.until(lambda: local_cloud.get(dev, "temperature") == 23.25, "the new value in the cloud")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_last_values_restored_on_start(local_cloud, device_factory, driven, transport, mode):
+    dev = device_factory(auth="password", properties={"level": 7, "label": "kitchen"})
+    client = make_client(local_cloud, dev, transport, mode)
+    client.register("level", value=None)
+    client.register("label", value=None)
+    d = await driven(client)
+    await d.attached()
+    assert client["level"] == 7
+    assert client["label"] == "kitchen"
+
+
+# --- broker restart -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_broker_restart_reattaches_without_losing_a_value(local_cloud, device_factory, driven,
+                                                                transport, mode):
+    dev = device_factory(auth="password")
+    client = make_client(local_cloud, dev, transport, mode)
+    client.register("counter", value=1)
+    d = await driven(client)
+    await d.attached()
+    await d.until(lambda: local_cloud.get(dev, "counter") == 1, "counter=1 in the cloud")
+    attaches = client.session.attach_count
+    failures = client.engine.backoff.failures
+
+    # Restart mosquitto in a worker thread while the device keeps running here.
+    restart = asyncio.ensure_future(asyncio.to_thread(local_cloud.restart_broker))
+    # poll=0: look after every step of the device, to catch it while it is off-line.
+    await d.until(lambda: client.engine.backoff.failures > failures, "the device to see the link drop",
+                  poll=0)
+    offline = not client.connected
+    client["counter"] = 2
+    if mode == "sync":
+        assert offline, "sync mode: the value must be set between the drop and the re-attach"
+    await d.until(restart.done, "the broker restart", timeout=20)
+    restart.result()
+    await d.until(lambda: client.session.attach_count > attaches and client.connected, "the re-attach",
+                  timeout=20)
+    await d.until(lambda: local_cloud.get(dev, "counter") == 2, "counter=2 in the cloud")
+    assert local_cloud.history(dev, "counter")[-2:] == [1, 2]
+
+
+# --- refused login ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_wrong_password_is_reported_as_connect_refused(local_cloud, device_factory, driven, caplog,
+                                                             transport, mode):
+    dev = device_factory(auth="password")
+    wrong = "Wrong-" + dev.secret[::-1]
+    client = make_client(local_cloud, dev, transport, mode, password=wrong)
+    caplog.set_level("DEBUG")
+    d = await driven(client)
+    await d.until(lambda: isinstance(client.engine.last_error, ConnectRefused), "CONNACK refusal")
+    error = client.engine.last_error
+    assert error.code == 5  # mosquitto: not authorized
+    assert "refused" in str(error)
+    assert client.engine.conn is None and not client.connected
+    # Backed off, not hammering the broker.
+    assert client.engine.next_attempt > 0 and client.engine.backoff.failures >= 1
+    for secret in (wrong, dev.secret):
+        assert secret not in str(error) and secret not in repr(error)
+        assert secret not in caplog.text
+
+
+# --- paho specifics ---------------------------------------------------------------------------
+
+def test_paho_missing_names_the_extra():
+    # A real failed import: the child interpreter cannot import paho.
+    code = ("import sys; sys.modules['paho'] = None\n"
+            "from arduino_iot_cloud import ArduinoCloudClient\n"
+            "from arduino_iot_cloud.errors import ConfigError\n"
+            "try:\n"
+            "    ArduinoCloudClient('dev', password='x', transport='paho')\n"
+            "except ConfigError as e:\n"
+            "    print('ConfigError:', e)\n")
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "ConfigError:" in out.stdout
+    assert "arduino-iot-cloud[paho]" in out.stdout
+
+
+def test_paho_refuses_pkcs11_keys_with_the_reason(tmp_path):
+    pytest.importorskip("paho.mqtt")
+    cert = tmp_path / "device.pem"
+    cert.write_text("not read: the transport is refused first\n")
+    with pytest.raises(ConfigError) as info:
+        ArduinoCloudClient("dev", ssl_params={"keyfile": "pkcs11:token=t;object=o", "certfile": str(cert),
+                                              "pin": "1234"}, transport="paho")
+    message = str(info.value)
+    assert "PKCS#11" in message and "M2Crypto" in message and "transport='socket'" in message
+    assert "1234" not in message
+
+
+def test_unknown_transport_is_a_config_error():
+    with pytest.raises(ConfigError):
+        ArduinoCloudClient("dev", password="x", transport="carrier-pigeon")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 from pathlib import Path
 
@@ -205,3 +206,63 @@ def test_provision_script_with_the_localcloud_cli(hsm_cloud, tmp_path):
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+_SCRIPT_141 = r"""
+import logging, os, ssl, sys
+from arduino_iot_cloud import ArduinoCloudClient
+
+def on_switch_changed(client, value):
+    client["led"] = value
+
+logging.basicConfig(level=logging.INFO)
+client = ArduinoCloudClient(
+    device_id=os.environ["DEVICE_ID"],
+    ssl_params={
+        "use_hsm": True, "pin": os.environ["PKCS11_PIN"],
+        "keyfile": "pkcs11:token=arduino", "certfile": "pkcs11:token=arduino",
+        "module_path": os.environ["PKCS11_MODULE"],
+        "cafile": os.environ["CA_PATH"], "verify_mode": ssl.CERT_REQUIRED, "server_hostname": "localhost",
+    },
+)
+client.register("sw1", value=None, on_write=on_switch_changed)
+client.register("led", value=None)
+client.start()
+"""
+
+
+def test_141_style_ssl_params_with_token_only_uris(hsm_cloud, token, tmp_path):
+    # 1.4.1's own CI put one key and one certificate in a token "arduino" and
+    # named both "pkcs11:token=arduino"; such a script runs unchanged.
+    from arduino_iot_cloud.pkcs11 import DEFAULT_MODULE_PATHS
+
+    device_id = str(uuid.uuid4())
+    csr = tmp_path / "arduino.csr"
+    token.run("init", "--token", "arduino")
+    token.run("csr", "--token", "arduino", "--key", "mykey", "--device-id", device_id, "--out", str(csr))
+    dev = hsm_cloud.add_device(auth="cert", csr=str(csr), device_id=device_id)
+    token.run("import-cert", "--token", "arduino", "--key", "mykey", "--cert", dev.certfile)
+    env = dict(os.environ, **hsm_cloud.env(dev), SOFTHSM2_CONF=token.conf, PKCS11_PIN=token.pin,
+               DEVICE_ID=device_id, CA_PATH=hsm_cloud.ca_file,
+               PKCS11_MODULE=next(p for p in DEFAULT_MODULE_PATHS if os.path.exists(p)),
+               PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p))
+    del env["ARDUINO_IOT_CLOUD_CA"]  # the script names its CA itself
+    log_path = tmp_path / "device.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", _SCRIPT_141], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            hsm_cloud.wait_event(dev, "last_values", timeout=ATTACH_TIMEOUT)
+            hsm_cloud.set(dev, "sw1", True)
+            assert hsm_cloud.wait_for(dev, "led", True, timeout=10) is True
+        except Exception:
+            print(log_path.read_text())
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    assert token.pin not in log_path.read_text()

@@ -87,7 +87,8 @@ class LocalCloud:
         if kind not in self.broker.ports:
             saved = self._read_json("ports.json") or {}
             if kind not in saved:
-                raise RuntimeError("the local cloud has not run in %s yet: no ports chosen (start it: run)" % self.workdir)
+                raise RuntimeError("the local cloud has not run in %s yet: no ports chosen (start it: run)"
+                                   % self.workdir)
             return int(saved[kind])
         return self.broker.ports[kind]
 

@@ -205,20 +205,21 @@ def bench_idle_update(cfg):
     settle_until = mono() + cfg.get("settle", 0.5)
     while mono() < settle_until:  # attach traffic, last values, first publish
         client.update()
-    calls = 0
-    limit_calls = cfg["calls"]
-    limit_s = cfg["seconds"]
-    c0 = time.process_time()
-    w0 = time.perf_counter()
-    end = mono() + limit_s
-    while calls < limit_calls:
-        client.update()
-        calls += 1
-        if calls % 64 == 0 and mono() > end:
-            break
-    c1 = time.process_time()
-    w1 = time.perf_counter()
-    finish(calls=calls, cpu_us=(c1 - c0) / calls * 1e6, wall_us=(w1 - w0) / calls * 1e6)
+    runs = []
+    for _ in range(cfg.get("reps", 1)):
+        calls = 0
+        c0 = time.process_time()
+        w0 = time.perf_counter()
+        end = mono() + cfg["seconds"]
+        while calls < cfg["calls"]:
+            client.update()
+            calls += 1
+            if calls % 64 == 0 and mono() > end:
+                break
+        c1 = time.process_time()
+        w1 = time.perf_counter()
+        runs.append({"calls": calls, "cpu_us": (c1 - c0) / calls * 1e6, "wall_us": (w1 - w0) / calls * 1e6})
+    finish(runs=runs)
 
 
 def bench_inbound(cfg):

@@ -46,16 +46,16 @@ mono = time.monotonic
 FULL = {
     "attach_reps": 7, "attach_timeout": 15.0,
     "lat_n_ours": 300, "lat_gap_ours": 0.01, "lat_n_141": 10, "lat_gap_141": (1.0, 1.5),
-    "idle_calls": 200000, "idle_seconds": 2.0,
+    "idle_calls": 200000, "idle_seconds": 2.0, "idle_reps": 5,
     "in_n": 500, "in_reps": 5, "in_timeout": 5.0, "in_reps_141_async": 1,
-    "out_n": 5000, "out_reps": 5, "out_seconds": 5.0, "out_reps_141": 1, "out_seconds_141": 3.0,
+    "out_n": 5000, "out_reps": 5, "out_seconds": 5.0, "out_reps_141": 3, "out_seconds_141": 2.0,
     "micro_seconds": 0.2, "micro_reps": 5, "dispatch_counts": [10, 1000],
     "fleet": 1000, "fleet_timeout": 120.0,
 }
 QUICK = {
     "attach_reps": 1, "attach_timeout": 10.0,
     "lat_n_ours": 5, "lat_gap_ours": 0.01, "lat_n_141": 1, "lat_gap_141": (1.0, 1.2),
-    "idle_calls": 2000, "idle_seconds": 0.3,
+    "idle_calls": 2000, "idle_seconds": 0.3, "idle_reps": 1,
     "in_n": 100, "in_reps": 1, "in_timeout": 1.5, "in_reps_141_async": 1,
     "out_n": 200, "out_reps": 1, "out_seconds": 1.0, "out_reps_141": 1, "out_seconds_141": 0.5,
     "micro_seconds": 0.02, "micro_reps": 1, "dispatch_counts": [10, 1000],
@@ -319,13 +319,17 @@ class Bench:
         self.writer = RawMQTT(lc.host, port, user, password)
         self.observer = Observer(lc.host, port, user, password)
         self.seq = 0
+        self.pool = []
 
     def close(self):
         self.writer.close()
         self.observer.close()
 
     def device(self):
-        return self.lc.add_device(auth="password", variant="both")
+        """A fresh device (each benchmark run starts from an empty thing)."""
+        if not self.pool:
+            self.pool = add_devices(self.lc, 32)
+        return self.pool.pop()
 
     def cfg(self, bench, dev, **extra):
         cfg = {"bench": bench, "host": self.lc.host, "port": self.lc.password_port,
@@ -400,13 +404,16 @@ class Bench:
     def idle_update(self, impl):
         s = self.size
         dev = self.device()
+        reps = s["idle_reps"] if impl == "ours" else 1
         d = self.driver(impl, self.cfg("idle_update", dev, mode="sync", calls=s["idle_calls"],
-                                       seconds=s["idle_seconds"]))
+                                       seconds=s["idle_seconds"], reps=reps))
         try:
-            res = d.wait("result", s["attach_timeout"] + s["idle_seconds"] + 10)
-            if res is None:
+            res = d.wait("result", s["attach_timeout"] + reps * (s["idle_seconds"] + 1) + 10)
+            if res is None or not res.get("runs"):
                 return {"error": "no result: " + d.error_tail()}
-            return {"cpu_us": res["cpu_us"], "wall_us": res["wall_us"], "calls": res["calls"]}
+            runs = res["runs"]
+            return {"cpu_us": stats([r["cpu_us"] for r in runs]), "wall_us": stats([r["wall_us"] for r in runs]),
+                    "calls": sum(r["calls"] for r in runs), "runs": runs}
         finally:
             d.stop()
 
@@ -504,6 +511,14 @@ class Bench:
             return res
         finally:
             d.stop()
+
+
+def add_devices(lc, n):
+    """n password devices (variant "both"), in one go when the LocalCloud can."""
+    many = getattr(lc, "add_devices", None)
+    if many is not None:
+        return list(many(n, auth="password", variant="both"))
+    return [lc.add_device(auth="password", variant="both") for _ in range(n)]
 
 
 def admin_credentials(lc):
@@ -625,11 +640,12 @@ def build_table(res, unavailable):
                   "< %g ms" % target, o, x, ratio(ov, xv), None if ov is None else ov < target, ov, xv)
 
     def idle(r):
-        return "%s CPU (wall %s, %d calls)" % (fmt(r["cpu_us"], " us"), fmt(r["wall_us"], " us"), r["calls"]), r["cpu_us"]
+        return ("%s CPU (wall %s; %d calls)" % (spread(r["cpu_us"], " us"), fmt(r["wall_us"]["median"], " us"),
+                                                 r["calls"]), r["cpu_us"]["median"])
 
     o, ov = ours("idle_update", idle)
     x, xv = other("idle_update", idle)
-    t.add("idle_update", "one idle sync update() call, CPU time", "< 50 us", o, x, ratio(ov, xv),
+    t.add("idle_update", "one idle sync update() call, CPU time, median [min-max]", "< 50 us", o, x, ratio(ov, xv),
           None if ov is None else ov < 50, ov, xv)
 
     def rate(r):
@@ -757,15 +773,26 @@ def run_all(args, size, pythons, unavailable, header):
 
     res = {"ours": {}, "141": {}, "fleet_target": size["fleet"] if args.fleet is None else args.fleet}
     only = set(args.only.split(",")) if args.only else set(ALL)
+    os.makedirs(RESULTS, exist_ok=True)
+    for name in os.listdir(RESULTS):  # the drivers' stderr logs of the previous run
+        if name.startswith("driver-") and name.endswith(".log"):
+            os.unlink(os.path.join(RESULTS, name))
     workdir = tempfile.mkdtemp(prefix="bench-localcloud-")
     lc = LocalCloud(workdir)
     fleet_devices = []
     if "fleet" in only:
         # Added before start(): no broker reload per device (8 ms each, not 110 ms).
         t = mono()
-        fleet_devices = [lc.add_device(auth="password", variant="both") for _ in range(res["fleet_target"])]
+        fleet_devices = add_devices(lc, res["fleet_target"])
         log("fleet: %d devices added in %.1f s" % (len(fleet_devices), mono() - t))
     lc.start()
+    try:
+        conf = open(str(lc.broker.conf)).read()
+        mc = [ln.split()[1] for ln in conf.splitlines() if ln.startswith("max_connections")]
+        res["mosquitto_max_connections"] = mc[0] if mc else "not set (unlimited)"
+    except (AttributeError, OSError, IndexError):
+        res["mosquitto_max_connections"] = "unknown"
+    log("mosquitto max_connections: %s" % res["mosquitto_max_connections"])
     bench = None
     try:
         bench = Bench(lc, size, pythons)
@@ -800,6 +827,20 @@ def run_all(args, size, pythons, unavailable, header):
     return res
 
 
+def raise_fd_limit(want):
+    """Raise the soft open-files limit (inherited by mosquitto and the drivers); return (soft, hard)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(hard, want)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def versions(py141):
     out = {"python": platform.python_version(), "implementation": platform.python_implementation()}
     try:
@@ -832,6 +873,8 @@ def main(argv=None):
     if args.fleet is not None:
         size["fleet"] = args.fleet
     started = mono()
+    # A fleet of N needs N sockets in the driver and N in mosquitto (plus log and TLS files).
+    fd_soft, fd_hard = raise_fd_limit(2 * size["fleet"] + 1024)
 
     py141, unavailable = (None, "skipped (--no-141)") if args.no_141 else \
         python_141(allow_setup=True, timeout=90 if args.quick else 600)
@@ -841,12 +884,14 @@ def main(argv=None):
     header = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": platform.machine(), "cpus": os.cpu_count(), "kernel": platform.release(),
-        "quick": args.quick, "versions": versions(py141),
+        "quick": args.quick, "versions": versions(py141), "open_files_limit": [fd_soft, fd_hard],
     }
     print("Benchmarks %s (%s): %s, %d CPUs, Python %s (ours %s), 1.4.1 on Python %s, %s" % (
         header["date"], "quick" if args.quick else "full", header["machine"], header["cpus"],
         header["versions"]["python"], header["versions"]["ours"],
         header["versions"].get("python_141", "-"), header["versions"]["mosquitto"]))
+    print("Open files limit (soft/hard): %s/%s (raised for the fleet; mosquitto and the drivers inherit it)"
+          % (fd_soft, fd_hard))
     print("1.4.1: %s" % ("available (%s)" % py141 if py141 else "unavailable (%s)" % unavailable))
     sys.stdout.flush()
     res = run_all(args, size, pythons, unavailable, header)

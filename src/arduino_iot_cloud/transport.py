@@ -9,7 +9,7 @@
 
 import socket
 
-from .errors import TLSError, TransportError
+from .errors import CloudError, TLSError, TransportError
 
 _RECV_SIZE = 4096
 
@@ -36,6 +36,11 @@ _TLS_REASONS = (
     ("certificate required", "the broker requires a client certificate"),
     ("handshake failure", "the broker refused the TLS handshake (no common cipher or certificate)"),
     # mbedTLS (MicroPython) does not say which check failed.
+    # mbedTLS verify texts (MicroPython raises them as ValueError).
+    ("not correctly signed by the trusted ca", _UNTRUSTED),
+    ("validity has expired", "the broker's certificate has expired (or the device's clock is wrong)"),
+    ("validity starts in the future", "the broker's certificate is not valid yet (is the device's clock right?)"),
+    ("does not match with the expected cn", "the broker's certificate is not valid for the host name HOST"),
     ("x509_cert_verify_failed", "the broker's certificate was rejected (untrusted CA, wrong host name or expired)"),
     ("-9984", "the broker's certificate was rejected (untrusted CA, wrong host name or expired)"),
     ("fatal_alert", "the broker ended TLS with a fatal alert (did it refuse the client certificate?)"),
@@ -49,7 +54,7 @@ def tls_error(e, host=None, port=None, handshake=True):
     During the handshake every ssl error is a TLS failure; afterwards only the
     ones with a known reason are (an EOF mid-session is just a lost link).
     """
-    text = str(e)
+    text = " ".join(str(e).split())  # mbedTLS texts come wrapped in newlines
     low = text.lower()
     where = "TLS with %s:%d" % (host, port) if host is not None else "TLS session"
     for needle, reason in _TLS_REASONS:
@@ -148,18 +153,43 @@ def open_connection(host, port, tls, timeout=10.0):
         if hasattr(raw, "settimeout"):
             raw.settimeout(timeout)
         raw.connect(addr[-1])
-        sock = tls.wrap(raw, host)
+        sock = _handshake(tls, raw, host, port)
         if hasattr(sock, "setblocking"):
             sock.setblocking(False)
         else:
             raw.setblocking(False)
+    except CloudError:
+        raw.close()
+        raise
     except OSError as e:
         raw.close()
-        raise tls_error(e, host, port) or TransportError("cannot connect to %s:%d: %s" % (host, port, e))
+        raise TransportError("cannot connect to %s:%d: %s" % (host, port, e))
     except Exception:
         raw.close()
         raise
     return Connection(sock, raw)
+
+
+def _handshake(tls, raw, host, port):
+    # The TCP connection is up: what fails now is TLS.  MicroPython reports a
+    # failed certificate check as ValueError (mbedTLS's verify text), and a
+    # broker that refuses our certificate in a TLS 1.2 handshake as EPIPE or
+    # ECONNRESET; both would otherwise escape or say nothing useful.
+    try:
+        return tls.wrap(raw, host)
+    except CloudError:
+        raise
+    except (OSError, ValueError) as e:
+        err = tls_error(e, host, port)
+        if err is not None:
+            raise err
+        text = " ".join(str(e).split())
+        if isinstance(e, ValueError):
+            raise TLSError("TLS with %s:%d failed: the broker's certificate was rejected [%s]" % (host, port, text))
+        if tls.client_cert and _errno(e) in (32, 104):
+            raise TLSError("TLS with %s:%d failed: the broker closed the connection during the handshake "
+                           "(did it refuse this device's client certificate?) [%s]" % (host, port, text))
+        raise
 
 
 async def open_connection_async(host, port, tls, timeout=10.0):

@@ -1,0 +1,47 @@
+"""The same TLS refusals on the MicroPython unix port (mbedTLS): each one is a
+TLSError with the reason in words on engine.last_error, never an exception out
+of update() (mbedTLS reports a failed certificate check as ValueError, and a
+refused client certificate in its TLS 1.2 handshake as EPIPE)."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.normpath(os.path.join(HERE, "..", "..", "src"))
+
+CASES = [
+    ("wrong CA", "ok", "rogue-ca", None, "not signed by a trusted CA"),
+    ("server cert from an unknown CA", "rogue", "good-ca", None, "not signed by a trusted CA"),
+    ("wrong hostname", "wronghost", "good-ca", None, "not valid for the host name 127.0.0.1"),
+    ("expired server certificate", "expired", "good-ca", None, "has expired"),
+    ("client cert not signed by the broker's CA", "mtls", "good-ca", "client-rogue", "client certificate"),
+    ("control: good server", "ok", "good-ca", None, None),
+    ("control: good client cert", "mtls", "good-ca", "client-ok", None),
+]
+
+
+@pytest.mark.parametrize("name,listener,ca,cert,reason", CASES, ids=[c[0] for c in CASES])
+def test_micropython_tls_refusals(name, listener, ca, cert, reason, tls_broker):
+    exe = shutil.which("micropython")
+    if exe is None:
+        pytest.skip("micropython (unix port) is not installed")
+    pki = tls_broker.pki
+    args = [exe, os.path.join(HERE, "mpy_tls_client.py"), str(tls_broker.ports[listener]), pki.path(ca, "pem")]
+    if cert:
+        args += [pki.path(cert, "key"), pki.path(cert, "pem")]
+    env = {"MICROPYPATH": "%s:%s:.frozen" % (SRC, HERE), "PATH": os.environ.get("PATH", "")}
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30, env=env)
+    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and results, (proc.stdout[-1000:], proc.stderr[-2000:])
+    result = results[-1]
+    if reason is None:
+        assert result == "RESULT connected", result
+    else:
+        assert result.startswith("RESULT TLSError "), result
+        assert reason in result, result
+        assert "mpy-Secret-77" not in proc.stdout + proc.stderr

@@ -137,10 +137,13 @@ def test_missing_module(token, hsm_device, run_device):
 _WRAP = r"""
 import socket, sys
 sys.path.insert(0, sys.argv[1])
+if sys.argv[2] == "no-m2crypto":
+    sys.modules["M2Crypto"] = None  # import M2Crypto now raises ImportError
 from arduino_iot_cloud.errors import ConfigError
 from arduino_iot_cloud.tls import TLSConfig
 params = {"keyfile": "pkcs11:token=t;object=k;type=private", "certfile": "/nonexistent.pem", "pin": "1234"}
-params[sys.argv[2]] = sys.argv[3]
+if sys.argv[2] != "no-m2crypto":
+    params[sys.argv[2]] = sys.argv[3]
 a, b = socket.socketpair()
 try:
     TLSConfig(params).wrap(a, "localhost")
@@ -266,3 +269,10 @@ def test_141_style_ssl_params_with_token_only_uris(hsm_cloud, token, tmp_path):
                 proc.kill()
                 proc.wait(5)
     assert token.pin not in log_path.read_text()
+
+
+def test_missing_m2crypto():
+    done = subprocess.run([sys.executable, "-c", _WRAP, str(SRC), "no-m2crypto", ""],
+                          capture_output=True, text=True, timeout=30)
+    assert "PKCS11Error[m2crypto]: PKCS#11 keys need M2Crypto (pip install M2Crypto)" in done.stdout, \
+        done.stdout + done.stderr

@@ -158,8 +158,10 @@ def load_credentials(tls, pin: Optional[str]):
         if isinstance(tls.certfile, str) and tls.certfile.startswith("pkcs11:"):
             try:
                 cert = engine.load_certificate(tls.certfile)
-            except Engine.EngineError as e:
-                raise _classify(e, "certificate", tls.certfile, module_path) from None
+            except (Engine.EngineError, SystemError):
+                # M2Crypto 0.51 reports a missing certificate as SystemError
+                # (its binding returns NULL with an exception set).
+                raise PKCS11Error("not_found", "no certificate at %s" % safe_uri(tls.certfile)) from None
             return key, cert
     return key, _load_cert_file(tls.certfile, X509)
 

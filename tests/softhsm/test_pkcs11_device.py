@@ -118,6 +118,11 @@ def test_missing_key_object(token, hsm_device, run_device):
     _fails(run_device(hsm_device, key=key), token, "object=no-such-key")
 
 
+def test_missing_certificate_object(token, hsm_device, run_device):
+    cert = "pkcs11:token=%s;object=no-such-cert;type=cert" % TOKEN
+    _fails(run_device(hsm_device, cert=cert), token, "no certificate at " + cert)
+
+
 def test_pin_in_the_uri_is_not_shown(token, hsm_device, run_device):
     key = "pkcs11:token=no-such-token;object=device-key;type=private;pin-value=%s" % token.pin
     out = _fails(run_device(hsm_device, key=key), token, "no private key at pkcs11:token=no-such-token")

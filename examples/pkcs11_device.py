@@ -34,7 +34,10 @@ def main():
                     help="pkcs11: URI or PEM/DER file of the device certificate")
     ap.add_argument("--module", default=os.getenv("PKCS11_MODULE"), help="PKCS#11 module (.so)")
     ap.add_argument("--sync", action="store_true", help="sync mode: a main loop calling update()")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args()
+    if args.verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
     if not args.device_id:
         ap.error("give --device-id or set DEVICE_ID")
 

@@ -35,10 +35,12 @@ def _round_trip(cloud, device, proc) -> None:
     assert proc.proc.poll() is None, proc.output()
 
 
-def test_async_key_and_certificate_in_the_token(hsm_cloud, hsm_device, run_device):
-    proc = run_device(hsm_device)
+def test_async_key_and_certificate_in_the_token(hsm_cloud, token, hsm_device, run_device):
+    proc = run_device(hsm_device, "--verbose")
     _round_trip(hsm_cloud, hsm_device, proc)
-    assert "pkcs11 engine loaded" in proc.output()
+    out = proc.output()
+    assert "pkcs11 engine loaded" in out and "DEBUG" in out
+    assert token.pin not in out  # not even in debug logs
 
 
 def test_sync_key_in_the_token_certificate_from_a_file(hsm_cloud, hsm_device, run_device):

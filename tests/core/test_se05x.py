@@ -153,3 +153,15 @@ def test_missing_se05x_module():
     finally:
         if saved is not None:
             sys.modules["se05x"] = saved
+
+
+def test_tlsconfig_routes_se05x_uris_here():
+    # The hook in tls.py: an se05x: keyfile reaches load_se05x, which refuses
+    # this runtime's ssl (no sign callback) before any socket is touched.
+    from arduino_iot_cloud.tls import TLSConfig
+
+    double = _double()
+    double.objects[0x65] = _CERT
+    tls = TLSConfig({"keyfile": "se05x:token=0x00000064", "certfile": "se05x:token=0x00000065"})
+    assert tls.hardware == "se05x"
+    raises(ConfigError, tls.wrap, None, "localhost")

@@ -1,0 +1,93 @@
+"""End to end under the real MicroPython unix port: examples/micropython_device.py as a
+``micropython`` subprocess against the local cloud (real mosquitto over TLS).
+
+Each combination of authentication (password; DER key and certificate) and driver
+(async; sync with update()) must: attach, publish values (uptime), receive a dashboard
+write in on_write (sw1, copied to led and published back), and survive a broker restart
+by reconnecting, attaching again and fetching the last values again, after which writes
+still arrive.
+"""
+
+import pytest
+
+from mpy_helpers import EXAMPLE, EXAMPLES, SRC, mpy_env
+
+WAIT = 20.0
+
+
+def device_env(cloud, dev, mode, **extra):
+    env = dict(cloud.env(dev), DEVICE_ID=dev.device_id, RUN_SECONDS=80)
+    if dev.auth == "password":
+        env["SECRET_KEY"] = dev.secret
+    else:
+        # mbedTLS takes DER only: the DER key, certificate and CA, used as they are.
+        env["DEVICE_KEY"] = dev.keyfile_der
+        env["DEVICE_CERT"] = dev.certfile_der
+        env["ARDUINO_IOT_CLOUD_CA"] = cloud.ca_der
+    if mode == "sync":
+        env["SYNC_MODE"] = "1"
+    env.update(extra)
+    return mpy_env(SRC, EXAMPLES, **env)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["async", "sync"])
+@pytest.mark.parametrize("auth", ["password", "cert"])
+def test_example_device_on_micropython(mpy, mpy_procs, local_cloud, device_factory, auth, mode):
+    cloud = local_cloud
+    dev = device_factory(auth=auth, variant="both", properties={"sw1": False})
+    proc = mpy_procs([EXAMPLE], device_env(cloud, dev, mode))
+
+    # Attach: thing found, last values fetched, values published.
+    proc.wait_line("attached 1 %s" % dev.thing_id, WAIT)
+    cloud.wait_for(dev, "uptime", lambda v: isinstance(v, int) and v >= 1, timeout=WAIT)
+    assert cloud.device(dev).library_version == "2.0.0-%s" % mode
+    events = [kind for kind, _ in cloud.events(dev)]
+    assert "last_values" in events
+
+    # A dashboard write reaches on_write, which changes "led"; the device publishes it.
+    at = len(proc.lines)
+    cloud.set(dev, "sw1", True)
+    proc.wait_line("on_write sw1 True", WAIT, start=at)
+    cloud.wait_for(dev, "led", True, timeout=WAIT)
+
+    # Broker restart: the link drops; the device reconnects, attaches again and asks
+    # for the last values again.  The write made right after the restart usually lands
+    # while the device is still away (the broker drops it: clean session), so it can
+    # only arrive as a last value of the re-sync; either way it must arrive.
+    mark = cloud.mark(dev)
+    at = len(proc.lines)
+    cloud.restart_broker()
+    cloud.set(dev, "sw1", False)
+    proc.wait_line("attached 2 %s" % dev.thing_id, WAIT, start=at)
+    cloud.wait_event(dev, "connect", since=mark, timeout=WAIT)
+    cloud.wait_event(dev, "last_values", since=mark, timeout=WAIT)
+    proc.wait_line("on_write sw1 False", WAIT, start=at)
+    cloud.wait_for(dev, "led", False, timeout=WAIT)
+    kinds = [kind for kind, _ in cloud.events(dev, since=mark)]
+    assert kinds.index("connect") < kinds.index("last_values"), kinds
+
+    # Steady state again: publishing goes on, and a new write arrives directly.
+    seen = cloud.get(dev, "uptime")
+    cloud.wait_for(dev, "uptime", lambda v: v > seen, timeout=WAIT)
+    at = len(proc.lines)
+    cloud.set(dev, "sw1", True)
+    proc.wait_line("on_write sw1 True", WAIT, start=at)
+    cloud.wait_for(dev, "led", True, timeout=WAIT)
+
+    assert proc.proc.poll() is None, proc.output()
+    out = proc.output()
+    assert "Traceback" not in out, out
+    if auth == "password":
+        assert dev.secret not in out
+
+
+@pytest.mark.e2e
+def test_example_device_stops_by_itself(mpy, mpy_procs, local_cloud, device_factory):
+    # RUN_SECONDS bounds the example: it stops the client and exits 0 (sync and async).
+    for mode in ("async", "sync"):
+        dev = device_factory(auth="password")
+        proc = mpy_procs([EXAMPLE], device_env(local_cloud, dev, mode, RUN_SECONDS=3))
+        assert proc.wait(30) == 0, proc.output()
+        out = proc.output()
+        assert "attached 1" in out and out.rstrip().endswith("stopped"), out

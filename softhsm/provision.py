@@ -22,8 +22,9 @@ pkcs11: URI.  `uris` prints the URIs and the SOFTHSM2_CONF to export.
 
 Every command that touches the token runs in a process of its own: SoftHSM
 reads SOFTHSM2_CONF once per process, when the module is first initialised.
-PINs come from the environment or a prompt, never from the command line of
-this script, and are never printed.
+PINs come from the environment or a prompt, never from this script's
+command line, and are never printed (softhsm2-util, which creates the token,
+takes them only as arguments, visible in the process table while it runs).
 """
 
 import argparse

@@ -491,10 +491,13 @@ def bench_fleet(cfg):
         tasks = [asyncio.create_task(c.run()) for c in clients]
         end = t0 + cfg["timeout"]
         attached = 0
-        peak = 0
+        when = [None] * n  # seconds from start to attached, per device (50 ms resolution)
         while mono() < end:
-            attached = sum(1 for c in clients if c.connected)
-            peak = max(peak, attached)
+            now = mono()
+            for i, c in enumerate(clients):
+                if when[i] is None and c.connected:
+                    when[i] = now - t0
+            attached = sum(1 for w in when if w is not None)
             if attached == n:
                 break
             await asyncio.sleep(0.05)
@@ -515,6 +518,7 @@ def bench_fleet(cfg):
             c.stop()
         await asyncio.wait(tasks, timeout=10)
         finish(devices=n, attached=attached, still_connected=still, written=written[0],
+               attach_s=summary([w for w in when if w is not None]),
                attach_seconds=t_att - t0, write_seconds=t_w - t_att,
                rss_kb_per_device=(rss1 - rss0) / n, rss_kb_total=rss1,
                tracemalloc_kb_per_device=tm[0] / 1024 / n if use_tm else None)

@@ -490,6 +490,7 @@ class Bench:
     def fleet(self, devices):
         s = self.size
         n = len(devices)
+        overflows0 = listen_overflows()
         path = os.path.join(RESULTS, "fleet-devices.json")
         with open(path, "w") as f:
             json.dump([{"device_id": dv.device_id, "secret": dv.secret} for dv in devices], f)
@@ -507,10 +508,27 @@ class Bench:
             if res is None:
                 return {"error": "no result: " + d.error_tail(), "devices": n, "attached": att["attached"]}
             res["values_seen_by_cloud"] = seen
+            o1 = listen_overflows()
+            res["listen_overflows"] = None if o1 is None or overflows0 is None else o1 - overflows0
             os.unlink(path)
             return res
         finally:
             d.stop()
+
+
+def listen_overflows():
+    """Linux: how many connections the kernel dropped because a listen queue was full."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for head, vals in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            row = dict(zip(head.split()[1:], vals.split()[1:]))
+            if "ListenOverflows" in row:
+                return int(row["ListenOverflows"])
+    return None
 
 
 def add_devices(lc, n):
@@ -723,11 +741,13 @@ def build_table(res, unavailable):
         o, ov = "error: %s" % f["error"][:100], None
     else:
         ok = f["attached"] == f["devices"] and f["written"] == f["devices"]
-        o = ("%d of %d attached in %.1f s, cloud got a value from %d, %d writes applied in %.2f s; "
-             "RSS %.0f kB/device, Python heap %s kB/device"
-             % (f["attached"], f["devices"], f["attach_seconds"], f.get("values_seen_by_cloud", 0),
-                f["written"], f["write_seconds"], f["rss_kb_per_device"],
-                fmt(f.get("tracemalloc_kb_per_device"))))
+        a = f.get("attach_s") or {}
+        o = ("%d of %d attached in %.1f s (per device p50 %s, p99 %s), cloud got a value from %d, "
+             "%d writes applied in %.2f s; RSS %.0f kB/device, Python heap %s kB/device; "
+             "listen queue overflows %s"
+             % (f["attached"], f["devices"], f["attach_seconds"], fmt(a.get("p50"), " s"), fmt(a.get("p99"), " s"),
+                f.get("values_seen_by_cloud", 0), f["written"], f["write_seconds"], f["rss_kb_per_device"],
+                fmt(f.get("tracemalloc_kb_per_device")), f.get("listen_overflows", "?")))
         ov = f["attached"] if ok else None
     t.add("fleet", "devices in one process (asyncio, own TLS each, client.run())", "%s" % want, o,
           na or "n/a: start() calls asyncio.run() per client and its sockets block; no coroutine to share a loop",

@@ -39,8 +39,11 @@ EXTRA_HINT = "pip install arduino-iot-cloud[paho]"
 
 # At most this many loop_read calls per step, so one step stays bounded.
 _MAX_READS = 64
-# paho's keepalive timers run in loop_misc(): call step() at least this often.
-_HOUSEKEEPING_MS = 1000
+# paho's keepalive timers run in loop_misc(), so step() asks to be called
+# every keepalive/20 (50 ms to 1 s): paho then finds a half-open link within
+# 2 x keepalive plus that (ours: 1.5 x keepalive, from exact deadlines).
+_HOUSEKEEPING_MIN_MS = 50
+_HOUSEKEEPING_MAX_MS = 1000
 # How long the broker gets to answer CONNECT (as MQTTProtocol does).
 _CONNACK_TIMEOUT_MS = 10000
 
@@ -148,8 +151,9 @@ class PahoEngine:
         self.session = session
         self.keepalive = keepalive
         self.backoff = backoff or Backoff()
-        self.connect_timeout = connect_timeout
         self.max_inflight = max_inflight
+        period = keepalive * 50 if keepalive else _HOUSEKEEPING_MAX_MS
+        self._housekeeping_ms = max(_HOUSEKEEPING_MIN_MS, min(_HOUSEKEEPING_MAX_MS, period))
         self.conn: Optional[_Conn] = None
         self.next_attempt = 0
         self.last_error: Optional[CloudError] = None
@@ -166,7 +170,7 @@ class PahoEngine:
         if password is not None:
             c.username_pw_set(username, password)
         c.tls_set_context(ssl_context(tls))
-        c.connect_timeout = connect_timeout
+        c.connect_timeout = connect_timeout  # TCP connect, and TLS handshake
         c.max_inflight_messages_set(0)  # unlimited in paho; can_publish() is the limit
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -175,6 +179,15 @@ class PahoEngine:
         self.client = c
 
     # --- the Engine surface ------------------------------------------------------------
+    @property
+    def connect_timeout(self) -> float:
+        return self.client.connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, seconds: float) -> None:
+        # paho accepts a new value only before the first connect.
+        self.client.connect_timeout = seconds
+
     @property
     def connected(self) -> bool:
         return self.conn is not None
@@ -213,7 +226,7 @@ class PahoEngine:
             more = self._read()
             self.client.loop_misc()  # keepalive: PINGREQ, or close a dead link
             self._check_link()
-            deadline = now if more else now + _HOUSEKEEPING_MS
+            deadline = now if more else now + self._housekeeping_ms
             if self.logged_in:
                 d = self.session.poll(now, unix_time)
                 if d is not None and d < deadline:

@@ -1,0 +1,44 @@
+"""benchmarks/mpy_memory.py must not rot: --quick runs every measurement once, small, and
+prints the table and writes the JSON.  Never asserts on a memory or speed figure, only
+that each one was measured (and that the churn loop moved the messages it says)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mpy_helpers import ROOT
+
+BENCH = os.path.join(ROOT, "benchmarks", "mpy_memory.py")
+
+
+@pytest.mark.e2e
+def test_quick_memory_benchmark_prints_figures(mpy, local_cloud, tmp_path):
+    # (local_cloud: skips the test where mosquitto or paho is missing; the benchmark
+    # starts a cloud of its own.)
+    out_json = tmp_path / "mpy_memory.json"
+    proc = subprocess.run([sys.executable, BENCH, "--quick", "--json", str(out_json)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=80)
+    report = "stdout:\n%s\nstderr (tail):\n%s" % (proc.stdout, proc.stderr[-3000:])
+    assert proc.returncode == 0, report
+    out = proc.stdout
+    for text in ("| Import cost", "library total (as installed)", "peak during attach", "peak in steady state",
+                 "Churn: 1000 writes in, 1000 values out", "Smallest -X heapsize", "Target: the client's own"):
+        assert text in out, report
+    line = [ln for ln in out.splitlines() if ln.startswith("1.4.1: ")]
+    assert line and (line[0].startswith("1.4.1: available") or line[0].startswith("1.4.1: unavailable (")), report
+
+    data = json.loads(out_json.read_text())
+    assert data["imports_py"]["library_total"] > 0
+    assert all(v > 0 for k, v in data["imports_py"]["modules"].items() if k != "cbor" and k != "version")
+    for mode in ("sync", "async"):
+        r = data[mode]
+        for key in ("after_import", "attach_peak", "steady_peak", "steady_last"):
+            assert r[key] > 0, (mode, key, r)
+        assert r["attach_peak"] >= r["after_import"]
+    s = data["sync"]
+    assert s["churn_rx"] == 1000 and s["churn_tx"] == 1000, s
+    assert s["churn_start"] > 0 and s["churn_end"] > 0
+    assert data["min_heap_py"]["bytes"], data["min_heap_py"]

@@ -287,6 +287,9 @@ class Task:
         return ()
 
 
+_NO_CHANGES = ()
+
+
 class Registry:
     """Records by name, with composite fields indexed for O(1) dispatch."""
 
@@ -365,8 +368,11 @@ class Registry:
         """Collect (name, value) pairs of changed records and mark them clean.
 
         Costs O(changed records), not O(registered ones).  A composite with an
-        unknown field stays queued until it is complete.
+        unknown field stays queued until it is complete.  With nothing queued
+        (the common case: it runs on every step) it allocates nothing.
         """
+        if not self._dirty:
+            return _NO_CHANGES
         out = []
         waiting = []
         for rec in self._dirty:

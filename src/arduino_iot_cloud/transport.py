@@ -12,6 +12,12 @@ import socket
 from .errors import CloudError, TLSError, TransportError
 
 _RECV_SIZE = 4096
+# MicroPython reads into one buffer kept per connection: its stream read(n)
+# allocates n bytes before it knows whether anything is there, so read(4096)
+# on every update() would ask a long-running board's (fragmented) heap for a
+# fresh 4 KB block many times a second.  One mbedTLS read returns at most one
+# record, so a smaller buffer only means more reads for large messages.
+_STREAM_BUF = 1024
 
 try:
     from ssl import SSLError as _SSLError
@@ -88,7 +94,18 @@ class Connection:
         self.raw = raw  # the TCP socket under the TLS layer, for poll/fileno
         self._read = getattr(sock, "recv", None) if hasattr(sock, "fileno") else sock.read
         self._write = getattr(sock, "send", None) if hasattr(sock, "fileno") else sock.write
+        if not hasattr(sock, "fileno") and hasattr(sock, "readinto"):
+            self._buf = bytearray(_STREAM_BUF)
+            self._view = memoryview(self._buf)
+            self._read = self._read_into
         self.closed = False
+
+    def _read_into(self, _size):
+        # Like read(): None when nothing is there, b"" at EOF, else the bytes read.
+        n = self.sock.readinto(self._buf)
+        if n is None:
+            return None
+        return bytes(self._view[:n])
 
     def pollable(self):
         """The object to give select.poll / the event loop."""

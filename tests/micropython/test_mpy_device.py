@@ -91,3 +91,18 @@ def test_example_device_stops_by_itself(mpy, mpy_procs, local_cloud, device_fact
         assert proc.wait(30) == 0, proc.output()
         out = proc.output()
         assert "attached 1" in out and out.rstrip().endswith("stopped"), out
+
+
+@pytest.mark.e2e
+def test_idle_step_allocates_nothing_on_micropython(mpy, local_cloud, device_factory):
+    # With the heap locked, recv() with nothing to read, the publish check and a whole
+    # engine step must not allocate (a board polls update() many times a second: each
+    # allocation there is garbage, and a 4 KB read buffer per call needs a free block of
+    # that size in a heap that fragments over the days).
+    from mpy_helpers import ROOT, run_mpy
+
+    dev = device_factory(auth="password")
+    env = mpy_env(SRC, **dict(local_cloud.env(dev), DEVICE_ID=dev.device_id, SECRET_KEY=dev.secret))
+    r = run_mpy([ROOT + "/tests/micropython/mpy_idle_device.py"], env, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "IDLE_ALLOC_FAILURES 0" in r.stdout and "CONNECTED True" in r.stdout, r.stdout + r.stderr

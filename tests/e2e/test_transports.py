@@ -10,6 +10,7 @@ and each test has an overall time limit.
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -271,6 +272,74 @@ async def test_broker_restart_reattaches_without_losing_a_value(local_cloud, dev
     assert local_cloud.history(dev, "counter")[-2:] == [1, 2]
 
 
+# --- dead and silent links ------------------------------------------------------------------
+
+@pytest.fixture
+def fault_proxy(local_cloud):
+    """The fault tests' TCP proxy (tests/faults/proxy.py) in front of the password listener."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "faults"))
+    try:
+        from proxy import FaultProxy
+    finally:
+        sys.path.pop(0)
+    p = FaultProxy(local_cloud.host, local_cloud.password_port).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_half_open_link_is_found_and_the_device_reattaches(local_cloud, device_factory, driven,
+                                                                 fault_proxy, transport, mode):
+    keepalive = 2
+    dev = device_factory(auth="password")
+    client = ArduinoCloudClient(dev.device_id, password=dev.secret, server=local_cloud.host,
+                                port=fault_proxy.port, keepalive=keepalive, ssl_params={"cafile": local_cloud.ca_file},
+                                sync_mode=(mode == "sync"), transport=transport, reconnect_cap=1.0)
+    client.engine.connect_timeout = 2  # a black-holed handshake gives up soon
+    client.register("counter", value=1)
+    d = await driven(client)
+    await d.attached()
+    await d.until(lambda: local_cloud.get(dev, "counter") == 1, "counter=1 in the cloud")
+    attaches = client.session.attach_count
+
+    fault_proxy.blackhole()  # nothing passes, nothing is closed
+    t0 = time.monotonic()
+    await d.until(lambda: client.engine.conn is None, "the dead link to be found", timeout=3 * keepalive)
+    found = time.monotonic() - t0
+    assert found <= 2 * keepalive + 0.5, "half-open link found after %.1f s" % found
+    client["counter"] = 2
+    fault_proxy.heal()
+    await d.until(lambda: client.session.attach_count > attaches and client.connected, "the re-attach",
+                  timeout=15)
+    await d.until(lambda: local_cloud.get(dev, "counter") == 2, "counter=2 in the cloud")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_connect_to_a_silent_server_is_bounded_by_the_timeout(driven, transport, mode, tmp_path):
+    # A TCP listener that never answers: the TLS handshake cannot complete.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        client = ArduinoCloudClient("silent-device", password="x", server="127.0.0.1",
+                                    port=silent.getsockname()[1], sync_mode=(mode == "sync"),
+                                    transport=transport, reconnect_cap=1.0)
+        client.engine.connect_timeout = 0.5
+        t0 = time.monotonic()
+        d = await driven(client)
+        await d.until(lambda: isinstance(client.engine.last_error, TransportError), "a connect error",
+                      timeout=5)
+        assert time.monotonic() - t0 < 3
+        assert "timed out" in str(client.engine.last_error)
+        assert client.engine.conn is None
+    finally:
+        silent.close()
+
+
 # --- refused login ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)
@@ -284,6 +353,9 @@ async def test_wrong_password_is_reported_as_connect_refused(local_cloud, device
     d = await driven(client)
     await d.until(lambda: isinstance(client.engine.last_error, ConnectRefused), "CONNACK refusal")
     error = client.engine.last_error
+    # It tries again (backed off), and is refused again.
+    await d.until(lambda: client.engine.backoff.failures >= 2, "a second attempt")
+    assert isinstance(client.engine.last_error, ConnectRefused)
     assert error.code == 5  # mosquitto: not authorized
     assert "refused" in str(error)
     assert client.engine.conn is None and not client.connected

@@ -227,6 +227,40 @@ async def test_published_value_reaches_the_cloud(local_cloud, device_factory, dr
     await d.until(lambda: local_cloud.get(dev, "temperature") == 23.25, "the new value in the cloud")
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_many_values_in_a_row_all_reach_the_cloud(local_cloud, device_factory, driven, transport):
+    # More publishes than the in-flight limit (32): acknowledged ones must free their slot.
+    dev = device_factory(auth="password")
+    client = make_client(local_cloud, dev, transport, "sync")
+    client.register("counter", value=0)
+    d = await driven(client)
+    await d.attached()
+    for i in range(1, 81):
+        client["counter"] = i
+        await d.until(lambda: local_cloud.get(dev, "counter") == i, "counter=%d in the cloud" % i)
+    assert local_cloud.history(dev, "counter")[-80:] == list(range(1, 81))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sync_start_returns_once_attached(local_cloud, device_factory, transport):
+    # start() blocks (bounded here by the test's time limit) until attached and in sync.
+    dev = device_factory(auth="cert", properties={"level": 3})
+    client = make_client(local_cloud, dev, transport, "sync")
+    client.register("level", value=None)
+    try:
+        client.start()
+        assert client.connected and client["level"] == 3
+        client["level"] = 4
+        deadline = time.monotonic() + WAIT
+        while local_cloud.get(dev, "level") != 4:
+            assert time.monotonic() < deadline, "level=4 did not reach the cloud"
+            client.update()
+            time.sleep(0.005)
+    finally:
+        client.stop()
+    assert client.engine.conn is None
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_last_values_restored_on_start(local_cloud, device_factory, driven, transport, mode):

@@ -191,6 +191,19 @@ async def test_default_ca_does_not_trust_the_local_broker(local_cloud, device_fa
     assert client.engine.conn is None
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_verification_turned_off_explicitly(local_cloud, device_factory, driven, caplog, transport):
+    import ssl
+
+    dev = device_factory(auth="password")
+    client = ArduinoCloudClient(dev.device_id, password=dev.secret, server=local_cloud.host,
+                                port=local_cloud.password_port, sync_mode=True, transport=transport,
+                                ssl_params={"verify_mode": ssl.CERT_NONE})
+    assert "verification is OFF" in caplog.text
+    d = await driven(client)
+    await d.attached()
+
+
 # --- values both ways -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)

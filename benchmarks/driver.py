@@ -460,6 +460,26 @@ def rss_kb():
     return 0
 
 
+def count_warnings():
+    """Ours: count the client's warnings (reconnects, missing last values) by kind."""
+    import logging
+
+    counts = {}
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.msg if isinstance(record.msg, str) else str(record.msg)
+            key = msg.split(";")[0].split("%")[0].strip()[:50]
+            counts[key] = counts.get(key, 0) + 1
+
+    h = Handler(logging.WARNING)
+    for name in ("arduino_iot_cloud.engine", "arduino_iot_cloud.session", "arduino_iot_cloud.client"):
+        lg = logging.getLogger(name)
+        lg.addHandler(h)
+        lg.propagate = False
+    return counts
+
+
 def bench_fleet(cfg):
     if not OURS:
         finish(error="n/a: 1.4.1 has no coroutine to run a client inside an existing event loop "
@@ -478,6 +498,7 @@ def bench_fleet(cfg):
     def on_write(c, value):
         written[0] += 1
 
+    warnings = count_warnings()
     clients = []
     for i, dev in enumerate(devices):
         c = make_client(cfg, False, device=dev)
@@ -487,8 +508,14 @@ def bench_fleet(cfg):
     cmds = StdinCommands()
 
     async def main():
+        cpu0 = time.process_time()
         t0 = mono()
-        tasks = [asyncio.create_task(c.run()) for c in clients]
+        ramp = cfg.get("ramp_per_s") or 0
+        tasks = []
+        for i, c in enumerate(clients):
+            if ramp and i and i % 10 == 0:  # start clients at about `ramp` per second
+                await asyncio.sleep(max(0.0, t0 + i / ramp - mono()))
+            tasks.append(asyncio.create_task(c.run()))
         end = t0 + cfg["timeout"]
         attached = 0
         when = [None] * n  # seconds from start to attached, per device (50 ms resolution)
@@ -518,6 +545,7 @@ def bench_fleet(cfg):
             c.stop()
         await asyncio.wait(tasks, timeout=10)
         finish(devices=n, attached=attached, still_connected=still, written=written[0],
+               cpu_s=time.process_time() - cpu0, client_warnings=warnings,
                attach_s=summary([w for w in when if w is not None]),
                attach_seconds=t_att - t0, write_seconds=t_w - t_att,
                rss_kb_per_device=(rss1 - rss0) / n, rss_kb_total=rss1,

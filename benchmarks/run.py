@@ -50,7 +50,7 @@ FULL = {
     "in_n": 500, "in_reps": 5, "in_timeout": 5.0, "in_reps_141_async": 1,
     "out_n": 5000, "out_reps": 5, "out_seconds": 5.0, "out_reps_141": 3, "out_seconds_141": 2.0,
     "micro_seconds": 0.2, "micro_reps": 5, "dispatch_counts": [10, 1000],
-    "fleet": 1000, "fleet_timeout": 120.0,
+    "fleet": 1000, "fleet_timeout": 120.0, "fleet_ramp": 500,
 }
 QUICK = {
     "attach_reps": 1, "attach_timeout": 10.0,
@@ -59,7 +59,7 @@ QUICK = {
     "in_n": 100, "in_reps": 1, "in_timeout": 1.5, "in_reps_141_async": 1,
     "out_n": 200, "out_reps": 1, "out_seconds": 1.0, "out_reps_141": 1, "out_seconds_141": 0.5,
     "micro_seconds": 0.02, "micro_reps": 1, "dispatch_counts": [10, 1000],
-    "fleet": 10, "fleet_timeout": 30.0,
+    "fleet": 10, "fleet_timeout": 30.0, "fleet_ramp": 0,
 }
 
 
@@ -487,14 +487,17 @@ class Bench:
         finally:
             d.stop()
 
-    def fleet(self, devices):
+    def fleet(self, devices, ramp=0):
         s = self.size
         n = len(devices)
         overflows0 = listen_overflows()
+        cpu_runner0 = time.process_time()
+        cpu_broker0 = proc_cpu(self.lc)
         path = os.path.join(RESULTS, "fleet-devices.json")
         with open(path, "w") as f:
             json.dump([{"device_id": dv.device_id, "secret": dv.secret} for dv in devices], f)
-        d = self.driver("ours", self.cfg("fleet", None, devices_file=path, timeout=s["fleet_timeout"]))
+        d = self.driver("ours", self.cfg("fleet", None, devices_file=path, timeout=s["fleet_timeout"],
+                                         ramp_per_s=ramp))
         try:
             att = d.wait("attached", s["fleet_timeout"] + 15)
             if att is None:
@@ -508,12 +511,26 @@ class Bench:
             if res is None:
                 return {"error": "no result: " + d.error_tail(), "devices": n, "attached": att["attached"]}
             res["values_seen_by_cloud"] = seen
+            res["cpu_s_cloud_emulator"] = time.process_time() - cpu_runner0
+            b1 = proc_cpu(self.lc)
+            res["cpu_s_mosquitto"] = None if b1 is None or cpu_broker0 is None else b1 - cpu_broker0
             o1 = listen_overflows()
             res["listen_overflows"] = None if o1 is None or overflows0 is None else o1 - overflows0
             os.unlink(path)
             return res
         finally:
             d.stop()
+
+
+def proc_cpu(lc):
+    """CPU seconds (user + system) used so far by the LocalCloud's mosquitto, or None."""
+    try:
+        pid = lc.broker.proc.pid
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
 
 
 def listen_overflows():
@@ -733,25 +750,34 @@ def build_table(res, unavailable):
         x, xv = other("micro", micro(field))
         t.add(field, name + ", median [min-max]", "report", o, x, ratio(ov, xv), None, ov, xv)
 
-    f = res.get("ours", {}).get("fleet")
     want = res.get("fleet_target")
-    if f is None:
-        o, ov = "not run", None
-    elif "error" in f:
-        o, ov = "error: %s" % f["error"][:100], None
-    else:
-        ok = f["attached"] == f["devices"] and f["written"] == f["devices"]
-        a = f.get("attach_s") or {}
-        o = ("%d of %d attached in %.1f s (per device p50 %s, p99 %s), cloud got a value from %d, "
-             "%d writes applied in %.2f s; RSS %.0f kB/device, Python heap %s kB/device; "
-             "listen queue overflows %s"
-             % (f["attached"], f["devices"], f["attach_seconds"], fmt(a.get("p50"), " s"), fmt(a.get("p99"), " s"),
-                f.get("values_seen_by_cloud", 0), f["written"], f["write_seconds"], f["rss_kb_per_device"],
-                fmt(f.get("tracemalloc_kb_per_device")), f.get("listen_overflows", "?")))
-        ov = f["attached"] if ok else None
-    t.add("fleet", "devices in one process (asyncio, own TLS each, client.run())", "%s" % want, o,
-          na or "n/a: start() calls asyncio.run() per client and its sockets block; no coroutine to share a loop",
-          None, None if ov is None else ov >= (want or 0), ov, None)
+    for key, label in (("fleet", "devices in one process (asyncio, own TLS each, client.run())"),
+                       ("fleet_ramp", "  the same, connects started at %s/s instead of all at once"
+                        % (res.get("fleet_ramp") or "?"))):
+        f = res.get("ours", {}).get(key)
+        if f is None:
+            if key == "fleet_ramp":
+                continue
+            o, ov = "not run", None
+        elif "error" in f:
+            o, ov = "error: %s" % f["error"][:100], None
+        else:
+            ok = f["attached"] == f["devices"] and f["written"] == f["devices"]
+            a = f.get("attach_s") or {}
+            o = ("%d of %d attached in %.1f s (per device p50 %s, p99 %s), cloud got a value from %d, "
+                 "%d writes applied in %.2f s; RSS %.0f kB/device, Python heap %s kB/device; "
+                 "listen queue overflows %s; CPU s: devices %s, mosquitto %s, cloud emulator %s"
+                 % (f["attached"], f["devices"], f["attach_seconds"], fmt(a.get("p50"), " s"),
+                    fmt(a.get("p99"), " s"), f.get("values_seen_by_cloud", 0), f["written"], f["write_seconds"],
+                    f["rss_kb_per_device"], fmt(f.get("tracemalloc_kb_per_device")), f.get("listen_overflows", "?"),
+                    fmt(f.get("cpu_s")), fmt(f.get("cpu_s_mosquitto")), fmt(f.get("cpu_s_cloud_emulator"))))
+            if f.get("client_warnings"):
+                o += "; client warnings: " + ", ".join("%s x%d" % (k, v) for k, v in f["client_warnings"].items())
+            ov = f["attached"] if ok else None
+        other_cell = na or ("n/a: start() calls asyncio.run() per client and its sockets block; "
+                            "no coroutine to share a loop")
+        t.add(key, label, "%s" % want if key == "fleet" else "report", o, other_cell if key == "fleet" else "-",
+              None, None if ov is None or key != "fleet" else ov >= (want or 0), ov, None)
 
     mp = res.get("mpy_memory")
     if mp is not None:
@@ -791,7 +817,8 @@ ALL = ("attach", "write_latency", "idle_update", "inbound", "outbound", "micro",
 def run_all(args, size, pythons, unavailable, header):
     from arduino_iot_cloud.localcloud import LocalCloud
 
-    res = {"ours": {}, "141": {}, "fleet_target": size["fleet"] if args.fleet is None else args.fleet}
+    res = {"ours": {}, "141": {}, "fleet_target": size["fleet"] if args.fleet is None else args.fleet,
+           "fleet_ramp": size["fleet_ramp"]}
     only = set(args.only.split(",")) if args.only else set(ALL)
     os.makedirs(RESULTS, exist_ok=True)
     for name in os.listdir(RESULTS):  # the drivers' stderr logs of the previous run
@@ -799,11 +826,12 @@ def run_all(args, size, pythons, unavailable, header):
             os.unlink(os.path.join(RESULTS, name))
     workdir = tempfile.mkdtemp(prefix="bench-localcloud-")
     lc = LocalCloud(workdir)
-    fleet_devices = []
+    fleet_devices = fleet_devices_ramp = []
     if "fleet" in only:
         # Added before start(): no broker reload per device (8 ms each, not 110 ms).
         t = mono()
         fleet_devices = add_devices(lc, res["fleet_target"])
+        fleet_devices_ramp = add_devices(lc, res["fleet_target"]) if size["fleet_ramp"] else []
         log("fleet: %d devices added in %.1f s" % (len(fleet_devices), mono() - t))
     lc.start()
     try:
@@ -825,6 +853,8 @@ def run_all(args, size, pythons, unavailable, header):
                 if name == "fleet":
                     if impl == "ours":
                         res["ours"]["fleet"] = bench.fleet(fleet_devices)
+                        if fleet_devices_ramp:
+                            res["ours"]["fleet_ramp"] = bench.fleet(fleet_devices_ramp, size["fleet_ramp"])
                     continue
                 if name in ("attach", "write_latency", "inbound", "outbound"):
                     for mode in ("async", "sync"):

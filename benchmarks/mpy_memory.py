@@ -325,19 +325,28 @@ def print_report(res):
     print("| %-37s | %10s | %16s |" % ("MicroPython's own modules it uses", kb(sum(imp["runtime_modules"].values())),
                                     kb(sum(mimp["runtime_modules"].values())) if mimp else "-"))
     print()
-    print("| Heap in use (gc.collect; gc.mem_alloc)  | total      | client's own (beyond imports) |")
-    print("|-----------------------------------------|-----------:|------------------------------:|")
-    for key, label in (("sync", "sync, password"), ("async", "async, password"), ("sync_cert", "sync, DER key+cert")):
+    print("| Heap in use (gc.collect; gc.mem_alloc)       | total      | client's own (beyond imports) |")
+    print("|----------------------------------------------|-----------:|------------------------------:|")
+    for key, label in (("sync", "sync, password"), ("async", "async, password"), ("sync_cert", "sync, DER cert")):
         r = res.get(key)
         if not r:
             continue
         base = r["after_import"]
-        for fig, name in (("after_import", "after imports"), ("attach_peak", "peak during attach"),
-                          ("steady_peak", "peak in steady state"), ("steady_last", "steady state, end")):
-            own = r[fig] - base if fig != "after_import" else None
-            print("| %-39s | %10s | %29s |" % ("%s: %s" % (label, name), kb(r[fig]), kb(own)))
+        for fig, name in (("start", "interpreter at start"), ("after_import", "after imports"), ("client_created", "client + 6 properties made"),
+                          ("attach_peak", "peak during attach"), ("steady_peak", "peak in steady state"),
+                          ("steady_last", "steady state, end")):
+            own = r[fig] - base if fig not in ("start", "after_import") else None
+            print("| %-44s | %10s | %29s |" % ("%s: %s" % (label, name), kb(r[fig]), kb(own)))
     s = res["sync"]
     steady_own = s["steady_peak"] - s["after_import"]
+    if "after_connect" in s:
+        print()
+        print("Where the client's own heap goes (sync, password): client object and 6 properties %s; "
+              "socket, TLS wrapper and MQTT state once connected %s; attach (topics, session) %s; "
+              "steady-state extra %s.  Async mode adds asyncio's tasks and events: %s." % (
+                  kb(s["client_created"] - s["after_import"]), kb(s["after_connect"] - s["client_created"]),
+                  kb(s["after_attach"] - s["after_connect"]), kb(s["steady_last"] - s["after_attach"]),
+                  kb(res["async"]["steady_last"] - s["steady_last"]) if res.get("async") else "-"))
     print()
     print("Target: the client's own steady-state heap < %s: %s (%s)" % (
         kb(TARGET_STEADY), "met" if steady_own < TARGET_STEADY else "MISSED", kb(steady_own)))
@@ -345,6 +354,9 @@ def print_report(res):
         print("Churn: %d writes in, %d values out in %.1f s: heap %d -> %d bytes (%+d), max %d" % (
             s["churn_rx"], s["churn_tx"], s["churn_ms"] / 1000.0, s["churn_start"], s["churn_end"],
             s["churn_end"] - s["churn_start"], s["churn_max"]))
+    if "message_garbage" in s:
+        print("Garbage (allocated, collected later): %d bytes per message in or out during the churn, "
+              "%d bytes per idle update()" % (s["message_garbage"], s["idle_update_garbage"]))
     for key, label in (("min_heap_py", ".py source"), ("min_heap_mpy", ".mpy")):
         mh = res.get(key)
         if mh:

@@ -47,10 +47,13 @@ def _getenv(name, default=None):
 def _device():
     before = heap()
     import micropython_device as example  # the example's settings, client and properties
+    import arduino_iot_cloud.transport  # noqa: F401 - imported at the first connect: count it here
 
+    after = heap()
+    out("imports", after - before)
+    out("after_import", after)
     client = example.make_client()
     example.setup(client)
-    out("imports", heap() - before)
     return example, client
 
 
@@ -69,15 +72,38 @@ def _add_churn_properties(client, state):
 def _attach_sync(client, peak):
     client.update_systime()
     deadline = time.time() + 30
+    connected = False
     while not client.connected:
         if time.time() > deadline:
             raise OSError("not attached within 30 s")
         client.update()
         peak[0] = max(peak[0], heap())
+        if not connected and client.engine.conn is not None:
+            connected = True  # TCP + TLS up, CONNECT sent: the connection's own objects
+            out("after_connect", heap())
         time.sleep(0.005)
+    out("after_attach", heap())
+
+
+def _garbage_begin():
+    # Bytes allocated from here on (the collector is off, so nothing is freed
+    # behind our back): garbage made per call, not heap in use.
+    gc.collect()
+    gc.disable()
+    return gc.mem_alloc()
+
+
+def _garbage_end(start, count):
+    used = gc.mem_alloc() - start
+    gc.enable()
+    return used // max(1, count)
 
 
 def _steady_sync(client, seconds, peak):
+    start = _garbage_begin()
+    for _ in range(200):
+        client.update()
+    out("idle_update_garbage", _garbage_end(start, 200))
     end = time.time() + seconds
     while time.time() < end:
         client.update()
@@ -94,9 +120,14 @@ def _churn_sync(client, n, rx):
     t0 = time.time()
     deadline = t0 + max(60, n / 50)
     next_sample = 1000
+    sample = min(400, n)  # messages (in + out) measured for garbage, with the collector off
+    g_start = _garbage_begin()
     while rx[0] < n or sent < n:
         if time.time() > deadline:
             break
+        if g_start is not None and sent + rx[0] >= sample:
+            out("message_garbage", _garbage_end(g_start, sent + rx[0]))
+            g_start = None
         if sent < n and not counter.dirty:
             sent += 1
             client["counter"] = sent
@@ -125,7 +156,7 @@ def mode_run():
     rx = [0]
     _add_churn_properties(client, rx)
     after_import = heap()
-    out("after_import", after_import)
+    out("client_created", after_import)
     steady_s = float(_getenv("STEADY_SECONDS", "3"))
     churn = int(_getenv("CHURN_MESSAGES", "0"))
     peak = [after_import]

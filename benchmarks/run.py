@@ -823,6 +823,15 @@ def mpy_summary(mp):
     return "; ".join(parts)
 
 
+NOTES_141 = """How 1.4.1 works, which explains its figures (read from its sources, measured as it is):
+- async mode: its MQTT task runs once per second (poll_mqtt, interval 1.0) and reads at most one
+  message per run; on_write is called from the property's own task, also once per interval (1 s).
+- sync mode: update() waits up to 50 ms in select() when nothing arrived (umqtt check_msg), and
+  calls on_write only when the property's interval (1 s) has passed since its last run.
+- every QoS 1 publish blocks until its PUBACK (stop-and-wait); incoming messages are applied by a
+  callback that walks every registered property (O(properties) per message)."""
+
+
 # --- main ----------------------------------------------------------------------------------
 
 # micro first: it needs no network, so the cloud has no backlog to disturb it.

@@ -324,6 +324,8 @@ def print_report(res):
                                     kb(mimp["library_total"]) if mimp else "-"))
     print("| %-37s | %10s | %16s |" % ("MicroPython's own modules it uses", kb(sum(imp["runtime_modules"].values())),
                                     kb(sum(mimp["runtime_modules"].values())) if mimp else "-"))
+    print("(New interned names go to qstr pools that grow in steps; a step is charged to the module that")
+    print("triggers it, so single modules move by a few KB between runs and builds; the total does not.)")
     print()
     print("| Heap in use (gc.collect; gc.mem_alloc)       | total      | client's own (beyond imports) |")
     print("|----------------------------------------------|-----------:|------------------------------:|")

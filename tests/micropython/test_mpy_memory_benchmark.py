@@ -32,7 +32,8 @@ def test_quick_memory_benchmark_prints_figures(mpy, local_cloud, tmp_path):
 
     data = json.loads(out_json.read_text())
     assert data["imports_py"]["library_total"] > 0
-    assert all(v > 0 for k, v in data["imports_py"]["modules"].items() if k != "cbor" and k != "version")
+    assert len(data["imports_py"]["modules"]) >= 15
+    assert all(isinstance(v, int) for v in data["imports_py"]["modules"].values())
     for mode in ("sync", "async"):
         r = data[mode]
         for key in ("after_import", "attach_peak", "steady_peak", "steady_last"):

@@ -303,11 +303,6 @@ def stats(xs):
     return {"n": len(xs), "min": xs[0], "median": statistics.median(xs), "max": xs[-1]}
 
 
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
-
-
 # --- the benchmarks --------------------------------------------------------------------------
 
 class Bench:
@@ -838,7 +833,7 @@ NOTES_141 = """How 1.4.1 works, which explains its figures (read from its source
 ALL = ("micro", "attach", "write_latency", "idle_update", "inbound", "outbound", "fleet")
 
 
-def run_all(args, size, pythons, unavailable, header):
+def run_all(args, size, pythons):
     from arduino_iot_cloud.localcloud import LocalCloud
 
     res = {"ours": {}, "141": {}, "fleet_target": size["fleet"] if args.fleet is None else args.fleet,
@@ -968,7 +963,7 @@ def main(argv=None):
           % (fd_soft, fd_hard))
     print("1.4.1: %s" % ("available (%s)" % py141 if py141 else "unavailable (%s)" % unavailable))
     sys.stdout.flush()
-    res = run_all(args, size, pythons, unavailable, header)
+    res = run_all(args, size, pythons)
     table = build_table(res, unavailable)
     print()
     print(table.text())

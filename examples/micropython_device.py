@@ -110,14 +110,18 @@ def setup(client):
     """Register the example's properties."""
     led = _led()
 
-    def on_led(client, value):
+    def drive_led(value):
         print("led ->", value)
         if led is not None:
             led.value(1 if value else 0)
 
-    def on_switch(client, value):
+    def on_led(client, value):  # "led" written from the dashboard
+        drive_led(value)
+
+    def on_switch(client, value):  # the switch drives the LED and reports it
         print("on_write sw1", value)
         client["led"] = value
+        drive_led(value)
 
     client.register("sw1", value=None, on_write=on_switch)
     client.register("led", value=False, on_write=on_led)

@@ -106,3 +106,27 @@ def test_idle_step_allocates_nothing_on_micropython(mpy, local_cloud, device_fac
     r = run_mpy([ROOT + "/tests/micropython/mpy_idle_device.py"], env, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "IDLE_ALLOC_FAILURES 0" in r.stdout and "CONNECTED True" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.e2e
+def test_example_as_on_a_board(mpy, mpy_procs, local_cloud, device_factory, tmp_path):
+    # The example's board path: settings from device_config.py (not the environment),
+    # Wi-Fi joined through `network`, the LED driven through `machine.Pin`.  Both modules
+    # are test doubles (tests/micropython/board_double); the broker and TLS are real.
+    import os
+
+    dev = device_factory(auth="password")
+    (tmp_path / "device_config.py").write_text(
+        "WIFI_SSID = 'lab-network'\nWIFI_PASS = 'wifi-pass'\nDEVICE_ID = %r\nSECRET_KEY = %r\n"
+        "SYNC_MODE = True\nLED_PIN = 2\nRUN_SECONDS = 60\n" % (dev.device_id, dev.secret))
+    board = os.path.join(os.path.dirname(os.path.abspath(__file__)), "board_double")
+    env = mpy_env(SRC, EXAMPLES, board, str(tmp_path), **local_cloud.env(dev))  # endpoint and CA only
+    proc = mpy_procs([EXAMPLE], env)
+    proc.wait_line("wifi-double: connect lab-network", WAIT)
+    proc.wait_line("starting sync", WAIT)
+    proc.wait_line("attached 1 %s" % dev.thing_id, WAIT)
+    at = len(proc.lines)
+    local_cloud.set(dev, "sw1", True)
+    proc.wait_line("pin-double: 2 = 1", WAIT, start=at)
+    local_cloud.wait_for(dev, "led", True, timeout=WAIT)
+    assert "wifi-pass" not in proc.output() and dev.secret not in proc.output()

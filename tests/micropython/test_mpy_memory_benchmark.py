@@ -43,3 +43,21 @@ def test_quick_memory_benchmark_prints_figures(mpy, local_cloud, tmp_path):
     assert s["churn_rx"] == 1000 and s["churn_tx"] == 1000, s
     assert s["churn_start"] > 0 and s["churn_end"] > 0
     assert data["min_heap_py"]["bytes"], data["min_heap_py"]
+
+
+@pytest.mark.e2e
+def test_memory_budget_and_no_growth_over_messages(mpy, local_cloud, device_factory):
+    # The budget, as a test (memory, not speed): on the unix port the client's own heap
+    # (beyond its imports) stays under 30 KB through attach and steady state, and 2,000
+    # dashboard writes in plus 2,000 published values out leave the heap where it was,
+    # give or take the in-flight table reaching its bound (a leak of one 32-byte block
+    # per message would show as 128 KB).
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import mpy_memory
+
+    dev = device_factory(auth="password")
+    r = mpy_memory.run_device(local_cloud, dev, mpy_memory.SRC, True, 0.5, 2000)
+    assert r["churn_rx"] == 2000 and r["churn_tx"] == 2000, r
+    own = max(r["attach_peak"], r["steady_peak"]) - r["after_import"]
+    assert 0 < own < mpy_memory.TARGET_STEADY, r
+    assert r["churn_end"] - r["churn_start"] < 2048, r

@@ -130,3 +130,22 @@ def test_example_as_on_a_board(mpy, mpy_procs, local_cloud, device_factory, tmp_
     proc.wait_line("pin-double: 2 = 1", WAIT, start=at)
     local_cloud.wait_for(dev, "led", True, timeout=WAIT)
     assert "wifi-pass" not in proc.output() and dev.secret not in proc.output()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("variant", ["event", "command"])
+def test_example_device_with_each_attach_variant(mpy, mpy_procs, local_cloud, device_factory, variant):
+    # A cloud speaking only one attach variant: the older one (thing_id on e/i, last values
+    # on shadow/i) or the newer one (ThingUpdate and LastValuesUpdate on c/dw).
+    dev = device_factory(auth="password", variant=variant, properties={"sw1": True})
+    proc = mpy_procs([EXAMPLE], device_env(local_cloud, dev, "async"))
+    proc.wait_line("attached 1 %s" % dev.thing_id, WAIT)
+    # The last value of sw1 (True) came with the attach and went through on_write.
+    proc.wait_line("on_write sw1 True", WAIT)
+    local_cloud.wait_for(dev, "led", True, timeout=WAIT)
+    expected = "shadow" if variant == "event" else "command"
+    assert local_cloud.wait_event(dev, "last_values", timeout=WAIT) == expected
+    at = len(proc.lines)
+    local_cloud.set(dev, "sw1", False)
+    proc.wait_line("on_write sw1 False", WAIT, start=at)
+    local_cloud.wait_for(dev, "led", False, timeout=WAIT)

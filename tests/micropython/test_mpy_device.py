@@ -64,8 +64,8 @@ def test_example_device_on_micropython(mpy, mpy_procs, local_cloud, device_facto
     cloud.wait_event(dev, "last_values", since=mark, timeout=WAIT)
     proc.wait_line("on_write sw1 False", WAIT, start=at)
     cloud.wait_for(dev, "led", False, timeout=WAIT)
-    kinds = [kind for kind, _ in cloud.events(dev, since=mark)]
-    assert kinds.index("connect") < kinds.index("last_values"), kinds
+    # (No order between "connect" and "last_values": the first comes from the broker's
+    # log, the second over MQTT.)
 
     # Steady state again: publishing goes on, and a new write arrives directly.
     seen = cloud.get(dev, "uptime")

@@ -12,6 +12,7 @@ SOAK_MESSAGES is set.  Figures are printed (-s) and appended to FAULT_REPORT.
 """
 
 import gc
+import logging
 import os
 import threading
 import time
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.e2e
 
 SOAK_SHORT = 500
 # Growth of the library's own traced memory allowed between the 20 % mark
-# and the end; a leak of even 50 bytes per message would exceed it at 10,000.
-FLAT_BYTES = 96 * 1024
+# and the end; a leak of 4 bytes per message would exceed it at 10,000 (measured: 2.6-4.5 KB).
+FLAT_BYTES = 32 * 1024
 FAULT_EVERY = 100  # messages between two faults
 
 
@@ -42,13 +43,44 @@ def _socket_fds():
     return n
 
 
-def _library_bytes():
+def _library_snapshot():
     gc.collect()
-    snap = tracemalloc.take_snapshot().filter_traces((
+    return tracemalloc.take_snapshot().filter_traces((
         tracemalloc.Filter(True, "*/arduino_iot_cloud/*"),
         tracemalloc.Filter(False, "*/arduino_iot_cloud/localcloud/*"),
     ))
+
+
+def _size(snap):
     return sum(stat.size for stat in snap.statistics("filename"))
+
+
+def _top_growth(before, after, n=5):
+    return ["%s:%d %+d B (%+d blocks)" % (st.traceback[0].filename.rsplit("/", 2)[-1], st.traceback[0].lineno,
+                                         st.size_diff, st.count_diff)
+            for st in after.compare_to(before, "lineno")[:n]]
+
+
+class _FormatAndDrop(logging.Handler):
+    def emit(self, record):
+        self.format(record)
+
+
+@pytest.fixture
+def library_logs_not_kept():
+    # pytest keeps every log record of a test, and a record keeps its arguments
+    # (an exception with its traceback and frames) alive: that would count as
+    # growth of the library's memory.  Format the records, keep none.
+    log = logging.getLogger("arduino_iot_cloud")
+    handler = _FormatAndDrop()
+    saved = log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = saved
 
 
 class Writes:
@@ -88,17 +120,20 @@ def soak(n, mode, cloud, proxy):
     wait_until(lambda: client.connected, 15, what="first attach")
     faults = ("drop", "reset", "cut-down", "cut-up", "delay")
     injected = []
-    mark_bytes = None
+    hits = 0
+    mark = None
     max_links = 0
     for i in range(1, n + 1):
         runner.set("counter", i)
         cloud.set(dev, "setpoint", i)
         max_links = max(max_links, len(proxy.links()))
         if i == max(1, n // 5):
-            mark_bytes = _library_bytes()
+            mark = _library_snapshot()
         if i % FAULT_EVERY == 0 and i < n:
             fault = faults[(i // FAULT_EVERY - 1) % len(faults)]
             injected.append(fault)
+            if fault in ("drop", "reset") and proxy.links():
+                hits += 1  # a live link is closed: a reconnect must follow
             if fault == "drop":
                 proxy.drop()
             elif fault == "reset":
@@ -120,7 +155,8 @@ def soak(n, mode, cloud, proxy):
     cloud.wait_for(dev, "counter", n, timeout=30)
     wait_until(lambda: writes.last == n and client.connected, 30, what="last dashboard write applied")
     total_s = time.monotonic() - t_start
-    end_bytes = _library_bytes()
+    end = _library_snapshot()
+    mark_bytes, end_bytes = _size(mark), _size(end)
     process_bytes = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
@@ -141,27 +177,31 @@ def soak(n, mode, cloud, proxy):
     wait_until(lambda: not [t for t in threading.enumerate() if t not in threads_before and t.is_alive()],
                5, what="threads started during the soak gone")
     sockets_after = _socket_fds()
-    figures = dict(fault="soak", mode=mode, messages=n, faults=len(injected), reconnects=proxy.accepted - 1,
+    figures = dict(fault="soak", mode=mode, messages=n, faults=len(injected), drop_reset_hits=hits,
+                   reconnects=proxy.accepted - 1,
                    values_out_received=len(history), writes_in_applied=writes.count,
                    send_phase_s=round(sent_s, 2), total_s=round(total_s, 2),
                    library_bytes_at_20pct=mark_bytes, library_bytes_at_end=end_bytes, growth_bytes=growth,
                    process_traced_now=process_bytes[0], process_traced_peak=process_bytes[1],
-                   max_parallel_links=max_links, sockets_before=sockets_before, sockets_after=sockets_after)
+                   max_parallel_links=max_links, sockets_before=sockets_before, sockets_after=sockets_after,
+                   top_growth=_top_growth(mark, end))
     report(**figures)
     assert growth < FLAT_BYTES, figures
     assert max_links <= 2, figures  # at most the dying link and its replacement
     assert sockets_after <= sockets_before, figures
-    assert proxy.accepted > len(injected) // 2, figures  # the faults really broke links
+    # The faults really broke links; each drop/reset of a live link was followed
+    # by a new connection (faults that found the link already down do nothing).
+    assert hits and proxy.accepted - 1 >= hits, figures
     return figures
 
 
 @pytest.mark.parametrize("mode", ("async", "sync"))
-def test_soak_short(mode, local_cloud, fault_proxy, clean_env):
+def test_soak_short(mode, local_cloud, fault_proxy, clean_env, library_logs_not_kept):
     soak(SOAK_SHORT, mode, local_cloud, fault_proxy)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("SOAK_MESSAGES"), reason="full soak: set SOAK_MESSAGES (make soak)")
 @pytest.mark.parametrize("mode", ("async", "sync"))
-def test_soak_full(mode, local_cloud, fault_proxy, clean_env):
+def test_soak_full(mode, local_cloud, fault_proxy, clean_env, library_logs_not_kept):
     soak(int(os.environ["SOAK_MESSAGES"]), mode, local_cloud, fault_proxy)

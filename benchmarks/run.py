@@ -35,7 +35,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "src"))
+# --ours-src DIR (before anything is imported): benchmark another tree of the library, e.g. a patched copy.
+OURS_SRC = os.path.join(ROOT, "src")
+if "--ours-src" in sys.argv[:-1]:
+    OURS_SRC = os.path.abspath(sys.argv[sys.argv.index("--ours-src") + 1])
+sys.path.insert(0, OURS_SRC)
 
 RESULTS = os.path.join(HERE, "results")
 DRIVER = os.path.join(HERE, "driver.py")
@@ -236,7 +240,7 @@ class Driver:
         for k in ("ARDUINO_IOT_CLOUD_SERVER", "ARDUINO_IOT_CLOUD_PORT", "ARDUINO_IOT_CLOUD_CA"):
             env.pop(k, None)
         if python == sys.executable:  # ours: the source tree, even if not installed
-            env["PYTHONPATH"] = os.path.join(ROOT, "src")
+            env["PYTHONPATH"] = OURS_SRC
         self.proc = subprocess.Popen([python, DRIVER, json.dumps(cfg)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._err, text=True, bufsize=1,
                                      cwd=HERE, env=env)
@@ -944,6 +948,8 @@ def main(argv=None):
     ap.add_argument("--only", help="comma-separated subset of: " + ",".join(ALL))
     ap.add_argument("--fleet", type=int, help="devices in the fleet benchmark")
     ap.add_argument("--json", default=os.path.join(RESULTS, "latest.json"), help="where to write the JSON")
+    ap.add_argument("--ours-src", default=OURS_SRC,
+                    help="source tree of our library (default: src/), e.g. a patched copy to compare")
     args = ap.parse_args(argv)
     size = dict(QUICK if args.quick else FULL)
     if args.fleet is not None:
@@ -966,6 +972,8 @@ def main(argv=None):
         header["date"], "quick" if args.quick else "full", header["machine"], header["cpus"],
         header["versions"]["python"], header["versions"]["ours"],
         header["versions"].get("python_141", "-"), header["versions"]["mosquitto"]))
+    if OURS_SRC != os.path.join(ROOT, "src"):
+        print("Our library (and the local cloud) from: %s" % OURS_SRC)
     print("Open files limit (soft/hard): %s/%s (raised for the fleet; mosquitto and the drivers inherit it)"
           % (fd_soft, fd_hard))
     print("1.4.1: %s" % ("available (%s)" % py141 if py141 else "unavailable (%s)" % unavailable))

@@ -149,3 +149,21 @@ def test_example_device_with_each_attach_variant(mpy, mpy_procs, local_cloud, de
     local_cloud.set(dev, "sw1", False)
     proc.wait_line("on_write sw1 False", WAIT, start=at)
     local_cloud.wait_for(dev, "led", False, timeout=WAIT)
+
+
+@pytest.mark.e2e
+def test_example_runs_unchanged_on_cpython(local_cloud, device_factory):
+    # The same file under CPython (sync and async), bounded by RUN_SECONDS.
+    import os
+    import subprocess
+    import sys
+
+    for mode in ("async", "sync"):
+        dev = device_factory(auth="password")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARDUINO_IOT_CLOUD_")}
+        env.update(local_cloud.env(dev), PYTHONPATH=SRC, DEVICE_ID=dev.device_id, SECRET_KEY=dev.secret,
+                   RUN_SECONDS="3", SYNC_MODE="1" if mode == "sync" else "0")
+        r = subprocess.run([sys.executable, EXAMPLE], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "starting %s" % mode in r.stdout and "attached 1 %s" % dev.thing_id in r.stdout, r.stdout
+        assert r.stdout.rstrip().endswith("stopped"), r.stdout

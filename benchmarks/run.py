@@ -967,6 +967,7 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": platform.machine(), "cpus": os.cpu_count(), "kernel": platform.release(),
         "quick": args.quick, "versions": versions(py141), "open_files_limit": [fd_soft, fd_hard],
+        "loadavg_start": os.getloadavg(),
     }
     print("Benchmarks %s (%s): %s, %d CPUs, Python %s (ours %s), 1.4.1 on Python %s, %s" % (
         header["date"], "quick" if args.quick else "full", header["machine"], header["cpus"],
@@ -974,6 +975,8 @@ def main(argv=None):
         header["versions"].get("python_141", "-"), header["versions"]["mosquitto"]))
     if OURS_SRC != os.path.join(ROOT, "src"):
         print("Our library (and the local cloud) from: %s" % OURS_SRC)
+    print("Load average at start: %.2f %.2f %.2f (other work on the machine disturbs the figures)"
+          % os.getloadavg())
     print("Open files limit (soft/hard): %s/%s (raised for the fleet; mosquitto and the drivers inherit it)"
           % (fd_soft, fd_hard))
     print("1.4.1: %s" % ("available (%s)" % py141 if py141 else "unavailable (%s)" % unavailable))
@@ -984,7 +987,8 @@ def main(argv=None):
     print(table.text())
     print()
     print("Ratios are ours / 1.4.1 (under 1 is better for times, over 1 for rates). "
-          "Loopback, TLS on both sides; %.0f s in all." % (mono() - started))
+          "Loopback, TLS on both sides; %.0f s in all; load average at the end %.2f."
+          % (mono() - started, os.getloadavg()[0]))
     if py141:
         print(NOTES_141)
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

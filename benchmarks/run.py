@@ -478,6 +478,7 @@ class Bench:
         s = self.size
         n = len(devices)
         overflows0 = listen_overflows()
+        drops0 = broker_drop_lines(self.lc)
         cpu_runner0 = time.process_time()
         cpu_broker0 = proc_cpu(self.lc)
         path = os.path.join(RESULTS, "fleet-devices.json")
@@ -501,6 +502,8 @@ class Bench:
             res["cpu_s_cloud_emulator"] = time.process_time() - cpu_runner0
             b1 = proc_cpu(self.lc)
             res["cpu_s_mosquitto"] = None if b1 is None or cpu_broker0 is None else b1 - cpu_broker0
+            d1 = broker_drop_lines(self.lc)
+            res["broker_drop_warnings"] = None if d1 is None or drops0 is None else d1 - drops0
             o1 = listen_overflows()
             res["listen_overflows"] = None if o1 is None or overflows0 is None else o1 - overflows0
             os.unlink(path)
@@ -517,6 +520,16 @@ def proc_cpu(lc):
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (AttributeError, OSError, ValueError, IndexError):
+        return None
+
+
+def broker_drop_lines(lc):
+    """How many "Outgoing messages are being dropped" lines mosquitto has logged (its queue
+    for a slow client, max_queued_messages, was full), or None."""
+    try:
+        with open(str(lc.broker.log_file), "rb") as f:
+            return f.read().count(b"Outgoing messages are being dropped")
+    except (AttributeError, OSError):
         return None
 
 
@@ -754,11 +767,12 @@ def build_table(res, unavailable):
             a = f.get("attach_s") or {}
             o = ("%d of %d attached in %.1f s (per device p50 %s, p99 %s), cloud got a value from %d, "
                  "%d writes applied in %.2f s; RSS %.0f kB/device, Python heap %s kB/device; "
-                 "listen queue overflows %s; CPU s: devices %s, mosquitto %s, cloud emulator %s"
+                 "listen queue overflows %s; broker queue-full drops %s; "
+                 "CPU s: devices %s, mosquitto %s, cloud emulator %s"
                  % (f["attached"], f["devices"], f["attach_seconds"], fmt(a.get("p50"), " s"),
                     fmt(a.get("p99"), " s"), f.get("values_seen_by_cloud", 0), f["written"], f["write_seconds"],
                     f["rss_kb_per_device"], fmt(f.get("tracemalloc_kb_per_device")), f.get("listen_overflows", "?"),
-                    fmt(f.get("cpu_s")), fmt(f.get("cpu_s_mosquitto")), fmt(f.get("cpu_s_cloud_emulator"))))
+                    f.get("broker_drop_warnings", "?"), fmt(f.get("cpu_s")), fmt(f.get("cpu_s_mosquitto")), fmt(f.get("cpu_s_cloud_emulator"))))
             if f.get("client_warnings"):
                 o += "; client warnings: " + ", ".join("%s x%d" % (k, v) for k, v in f["client_warnings"].items())
             ov = f["attached"] if ok else None

@@ -5,7 +5,7 @@
 
 from .backoff import Backoff
 from .compat import getLogger
-from .errors import CloudError, ConnectRefused, RemoteError
+from .errors import CloudError, RemoteError, TransportError
 from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, MQTTProtocol
 
 log = getLogger("arduino_iot_cloud.engine")
@@ -118,10 +118,13 @@ class Engine:
                     deadline = d
             self.flush(now)
             return deadline
-        except ConnectRefused as e:
-            self.drop(now, e)
         except RemoteError as e:
             self.drop(now, e)
+        except MemoryError:
+            # A board out of heap (a large message, fragmentation): dropping the
+            # link frees its buffers; values stay queued and the device
+            # reconnects, instead of the error ending the user's main loop.
+            self.drop(now, TransportError("out of memory while handling the connection"))
         return self.next_attempt
 
     def _read(self, now):

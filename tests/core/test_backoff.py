@@ -322,3 +322,23 @@ def test_client_step_survives_a_link_dying_between_step_and_publish():
     c.registry.get("x").set(5)
     c._step(10)  # must not raise
     assert not c.engine.connected and isinstance(c.engine.last_error, TransportError)
+
+
+def test_out_of_memory_on_the_link_drops_it_and_reconnects():
+    # A board that runs out of heap while handling input must not end the
+    # user's loop: the link is dropped (its buffers freed) and retried.
+    class HungryConn(FakeConn):
+        def recv(self):
+            if self.chunks:
+                return FakeConn.recv(self)
+            raise MemoryError("memory allocation failed, allocating 65536 bytes")
+
+    opener = Opener([CONNACK_OK])
+    e = _engine(opener)
+    assert e.connect(0)
+    hungry = HungryConn([CONNACK_OK])
+    e.conn = hungry
+    e.step(1)
+    assert not e.connected and hungry.closed
+    assert isinstance(e.last_error, TransportError) and "out of memory" in str(e.last_error)
+    assert e.next_attempt > 1

@@ -1,7 +1,7 @@
 # Two commands matter: `make demo` (a device on the local cloud) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-fast fuzz soak bench clean
+.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy clean
 
 # Everything the demo and the tests need (apt packages need root; see .ci/setup).
 setup:
@@ -16,6 +16,9 @@ test:
 test-fast:
 	$(PYTHON) -m pytest -q tests/core && micropython tests/mpy_run.py
 
+test-mpy:
+	$(PYTHON) -m pytest -q tests/micropython
+
 fuzz:
 	FUZZ_EXAMPLES=200000 $(PYTHON) -m pytest -q tests/fuzz
 
@@ -24,6 +27,9 @@ soak:
 
 bench:
 	$(PYTHON) benchmarks/run.py
+
+bench-mpy:
+	$(PYTHON) benchmarks/mpy_memory.py
 
 clean:
 	rm -rf .localcloud .venv-141 benchmarks/results .pytest_cache

@@ -27,6 +27,7 @@ from ..compat import getLogger
 from ..errors import CloudError, ConfigError, ConnectRefused, RemoteError, TransportError
 from ..session import DeviceSession
 from ..tls import TLSConfig
+from ..transport import tls_error
 
 try:
     import paho.mqtt.client as mqtt
@@ -204,7 +205,8 @@ class PahoEngine:
         try:
             self.client.connect(self.host, self.port, self.keepalive)
         except OSError as e:  # refused, unreachable, timed out, TLS handshake or certificate check
-            self._failed(now, TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, e)))
+            self._failed(now, tls_error(e, self.host, self.port)
+                         or TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, e)))
             return False
         sock = self.client.socket()
         if sock is None:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "tls-test-Secret-0123456789"
 
 
-def _client(broker, listener, ca="good-ca", client_cert=None, mode="sync"):
+def _client(broker, listener, ca="good-ca", client_cert=None, mode="sync", transport="socket"):
     pki = broker.pki
     params = {"cafile": pki.path(ca, "pem")}
     kw = {"password": PASSWORD}
@@ -26,7 +26,13 @@ def _client(broker, listener, ca="good-ca", client_cert=None, mode="sync"):
         params.update(keyfile=pki.path(client_cert, "key"), certfile=pki.path(client_cert, "pem"))
         kw = {}
     return ArduinoCloudClient(tlsenv.DEVICE_ID, server="127.0.0.1", port=broker.ports[listener],
-                              ssl_params=params, keepalive=2, sync_mode=(mode == "sync"), reconnect_cap=1, **kw)
+                              ssl_params=params, keepalive=2, sync_mode=(mode == "sync"), reconnect_cap=1,
+                              transport=transport, **kw)
+
+
+def logged_in_now(engine):
+    # The socket engine's MQTT state, or the paho engine's flag.
+    return engine.mqtt.connected if hasattr(engine, "mqtt") else engine.logged_in
 
 
 def attempt(client, attempts=2, timeout=10.0):
@@ -40,7 +46,7 @@ def attempt(client, attempts=2, timeout=10.0):
         err = client.engine.last_error
         if err is not None and (not errors or err is not errors[-1]):
             errors.append(err)
-        if client.engine.mqtt.connected:
+        if logged_in_now(client.engine):
             logged_in.append(True)
         return logged_in or len(errors) >= attempts or time.monotonic() - t0 > timeout
 
@@ -72,10 +78,18 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("transport", ("socket", "paho"))
 @pytest.mark.parametrize("mode", ("sync", "async"))
 @pytest.mark.parametrize("name,listener,ca,cert,reason", CASES, ids=[c[0] for c in CASES])
-def test_refused_with_a_clear_error(name, listener, ca, cert, reason, mode, tls_broker, clean_env):
-    client = _client(tls_broker, listener, ca, cert, mode)
+def test_refused_with_a_clear_error(name, listener, ca, cert, reason, mode, transport, tls_broker, clean_env,
+                                    request):
+    if transport == "paho":
+        pytest.importorskip("paho.mqtt")
+        if cert:
+            # paho reads the broker's "unknown CA" alert inside loop_read and only
+            # says "connection lost" / "Unspecified error": the reason is lost.
+            request.applymarker(pytest.mark.xfail(strict=True, reason="paho hides the TLS alert's reason"))
+    client = _client(tls_broker, listener, ca, cert, mode, transport)
     errors, connected = attempt(client, attempts=2)
     assert not connected, "%s: the client logged in" % name
     assert len(errors) >= 2, "%s: the client stopped retrying (%r)" % (name, errors)
@@ -88,10 +102,13 @@ def test_refused_with_a_clear_error(name, listener, ca, cert, reason, mode, tls_
     assert client.engine.backoff.failures >= 2
 
 
+@pytest.mark.parametrize("transport", ("socket", "paho"))
 @pytest.mark.parametrize("mode", ("sync", "async"))
 @pytest.mark.parametrize("listener,cert", [("ok", None), ("mtls", "client-ok")])
-def test_positive_control(listener, cert, mode, tls_broker, clean_env):
-    client = _client(tls_broker, listener, "good-ca", cert, mode)
+def test_positive_control(listener, cert, mode, transport, tls_broker, clean_env):
+    if transport == "paho":
+        pytest.importorskip("paho.mqtt")
+    client = _client(tls_broker, listener, "good-ca", cert, mode, transport)
     errors, connected = attempt(client, attempts=1)
     assert connected, errors
 

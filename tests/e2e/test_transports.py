@@ -9,7 +9,6 @@ and each test has an overall time limit.
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,104 +19,9 @@ import pytest
 
 from arduino_iot_cloud import ArduinoCloudClient
 from arduino_iot_cloud.errors import ConfigError, ConnectRefused, TransportError
+from e2e_helpers import MODES, TRANSPORTS, WAIT, make_client
 
-TRANSPORTS = ["socket", "paho"]
-MODES = ["async", "sync"]
-TEST_TIME_LIMIT = 60  # seconds, for a whole test; single waits are shorter
-WAIT = 10.0           # seconds, for one expected event
-
-
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail a test (instead of hanging the suite) if it runs longer than TEST_TIME_LIMIT."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expired(signum, frame):
-        raise TimeoutError("test exceeded %d s" % TEST_TIME_LIMIT)
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    # The tests name server, port and CA explicitly.
-    for name in ("ARDUINO_IOT_CLOUD_SERVER", "ARDUINO_IOT_CLOUD_PORT", "ARDUINO_IOT_CLOUD_CA"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def make_client(cloud, dev, transport, mode, der=False, **kw):
-    """A client for a local-cloud device, by its auth kind."""
-    ssl_params = {"cafile": cloud.ca_file}
-    ssl_params.update(kw.pop("ssl_params", {}))
-    if dev.auth == "cert":
-        ssl_params["keyfile"] = dev.keyfile_der if der else dev.keyfile
-        ssl_params["certfile"] = dev.certfile_der if der else dev.certfile
-        port = cloud.cert_port
-    else:
-        kw.setdefault("password", dev.secret)
-        port = cloud.password_port
-    return ArduinoCloudClient(dev.device_id, server=cloud.host, port=port, ssl_params=ssl_params,
-                              sync_mode=(mode == "sync"), transport=transport, reconnect_cap=1.0, **kw)
-
-
-class Driver:
-    """Runs one client in the test's thread: update() loops (sync) or a run() task (async)."""
-
-    def __init__(self, client):
-        self.client = client
-        self.task = None
-
-    async def start(self):
-        if self.client.async_mode:
-            self.task = asyncio.create_task(self.client.run())
-
-    async def until(self, predicate, what, timeout=WAIT, poll=0.005):
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.client.async_mode:
-                self.client.update()
-            if predicate():
-                return
-            if self.task is not None and self.task.done():
-                self.task.result()  # the driver died: show why
-                raise AssertionError("the async driver returned while waiting for %s" % what)
-            if time.monotonic() > deadline:
-                raise AssertionError("timed out after %.0f s waiting for %s (last error: %s)"
-                                     % (timeout, what, self.client.engine.last_error))
-            await asyncio.sleep(poll)
-
-    async def attached(self, timeout=WAIT):
-        await self.until(lambda: self.client.connected, "the device to attach", timeout)
-
-    async def stop(self):
-        self.client.stop()
-        if self.task is not None:
-            await asyncio.wait_for(self.task, 5)
-        assert self.client.engine.conn is None, "connection left open after stop()"
-
-
-@pytest.fixture
-async def driven():
-    """``drive(client)`` -> a started Driver; stopped after the test."""
-    drivers = []
-
-    async def drive(client):
-        d = Driver(client)
-        drivers.append(d)
-        await d.start()
-        return d
-
-    yield drive
-    for d in drivers:
-        await d.stop()
+# _time_limit, _no_env (autouse) and driven are in conftest.py.
 
 
 def paho_threads(client_id):

@@ -173,10 +173,7 @@ class DeviceSession:
             self._attach(fields[0], now, command_variant=True)
         elif tag == commands.THING_DETACH:
             if fields[0] == self.thing_id:
-                log.info("thing %s detached by the cloud", fields[0])
-                self._detach()
-                self.state = WAIT_THING
-                self._retry_at = now + self._retry_ms
+                self._detached_by_cloud(now)
         elif tag == commands.LAST_VALUES_UPDATE:
             self._on_last_values(fields[0], "command", now)
         elif tag == commands.TIMEZONE_DOWN:
@@ -187,6 +184,11 @@ class DeviceSession:
 
     def _attach(self, thing_id, now, command_variant):
         if thing_id == "":
+            if self.thing_id is not None:
+                # An empty id for an attached device (thing_id "" on e/i, the
+                # older variant's detach; or ThingUpdate("")): as ThingDetach.
+                self._detached_by_cloud(now)
+                return
             # ThingBegin is already scheduled again (2 s doubling to 32 s).
             log.info("device %s has no thing yet; waiting", self.device_id)
             return
@@ -212,6 +214,12 @@ class DeviceSession:
         self.state = SYNCING
         self._sync_deadline = now + SYNC_TIMEOUT_MS
         log.info("attached to thing %s; fetching last values", thing_id)
+
+    def _detached_by_cloud(self, now):
+        log.info("thing %s detached by the cloud", self.thing_id)
+        self._detach()
+        self.state = WAIT_THING
+        self._retry_at = now + self._retry_ms
 
     def _detach(self):
         if self._thing_topics is not None and self.link is not None:

@@ -141,10 +141,13 @@ if MICROPYTHON:
             pass
 else:
     async def _wait_event(event, timeout_ms):
+        # A timer that sets the event is cheaper than wait_for, which makes a
+        # Task on every turn of the driver's loop.
+        timer = asyncio.get_running_loop().call_later(timeout_ms / 1000, event.set)
         try:
-            await asyncio.wait_for(event.wait(), timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            pass
+            await event.wait()
+        finally:
+            timer.cancel()
 
 
 class IOWaiter:

@@ -141,13 +141,17 @@ def test_restart_keeps_ports_and_republishes_retained_thing_id(local_cloud, devi
     d.subscribe("/a/d/%s/e/i" % dev.device_id)
     d.expect("/a/d/%s/e/i" % dev.device_id)
     connects = d.connects
+    local_cloud.wait_event(dev, "subscribe")  # the log has caught up with the first connect
+    before_restart = local_cloud.mark(dev)
     local_cloud.restart_broker()
     assert (local_cloud.password_port, local_cloud.cert_port, local_cloud.admin_port) == ports
     d.wait_reconnected(connects)  # clean session: subscriptions are gone, subscribe again
     d.subscribe("/a/d/%s/e/i" % dev.device_id)
     d.expect("/a/d/%s/e/i" % dev.device_id)
     assert local_cloud.emulator.generation >= 2
-    # the events tell the story: connect, (broker gone) disconnect, connect again
+    # the events tell the story: connect, (broker gone) disconnect, connect again.
+    # They come from the broker's log, which may trail the device by a moment.
+    local_cloud.wait_event(dev, "connect", since=before_restart)
     evs = local_cloud.events(dev)
     stopped = evs.index(("disconnect", "broker stopped"))
     kinds = [k for k, _ in evs]

@@ -165,6 +165,9 @@ class Broker:
             "per_listener_settings true\n"
             "user root\n"
             "persistence false\n"
+            # MQTT exchanges are small request/answer pairs: without this,
+            # Nagle + delayed ACK add ~40 ms to each step of an attach.
+            "set_tcp_nodelay true\n"
             "log_dest file %(log)s\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "log_type subscribe\nlog_type unsubscribe\n"

@@ -48,6 +48,7 @@ import logging
 import math
 import queue
 import secrets
+import socket
 import threading
 import time
 from pathlib import Path
@@ -205,6 +206,10 @@ class CloudEmulator:
         if rc.is_failure:
             log.error("cloud emulator refused by the broker: %s", rc)
             return
+        sock = client.socket()
+        if sock is not None and hasattr(sock, "setsockopt"):
+            # paho leaves Nagle on; the cloud's answers are small and awaited.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([("/a/d/+/c/up", 1), ("/a/t/+/e/o", 1), ("/a/t/+/shadow/o", 1),
                           (CTL_TOPIC + "+", 1), (self._ping_topic, 1)])
         with self._cond:

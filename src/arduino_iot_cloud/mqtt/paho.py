@@ -85,19 +85,8 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
         ctx.server_name = tls.server_hostname  # type: ignore[attr-defined]
     else:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = tls.verify
-    ctx.verify_mode = ssl.CERT_REQUIRED if tls.verify else ssl.CERT_NONE
     try:
-        if tls.verify:
-            if tls.cafile is not None:
-                ctx.load_verify_locations(cafile=tls.cafile)
-            else:
-                ctx.load_verify_locations(cadata=tls.ca_der())
-        if tls.ciphers is not None:
-            ctx.set_ciphers(tls.ciphers)
-        if tls.keyfile is not None:
-            # PEM or DER key and certificate files, as the socket transport takes them.
-            tls._load_cert_chain(ctx)
+        tls.configure(ctx)
     except (OSError, ssl.SSLError) as e:
         raise ConfigError("cannot set up TLS for paho: %s" % e)
     return ctx

@@ -7,10 +7,10 @@ broker's certificate against the hostname 127.0.0.1) and, on command, injects:
   forwarded (order kept); ``delay(0)`` ends it;
 * ``drop()``: closes every open connection cleanly (FIN on both sides);
 * ``reset()``: aborts every open connection with a TCP RST (SO_LINGER 0);
-* ``cut(direction)``: forwards only the first half of the next chunk going
-  ``"down"`` (broker -> client) or ``"up"`` (client -> broker), then closes
-  both sides: the peer sees a TLS record (and the MQTT packet in it) cut in
-  the middle;
+* ``cut(direction, after=None)``: forwards only the first half of the next
+  chunk going ``"down"`` (broker -> client) or ``"up"`` (client -> broker),
+  or with ``after=n`` exactly n more bytes, then closes both sides: the peer
+  sees a TLS record (and the MQTT packet in it) cut in the middle;
 * ``blackhole()``: stops forwarding, both ways, without closing anything:
   bytes are read and thrown away, as on a half-open link (a NAT that forgot the
   flow, a dead access point).  New connections are black-holed too, until
@@ -78,12 +78,20 @@ class _Link:
                         time.sleep(min(POLL_S, max(0.0, until - time.monotonic())))
                     if self.closed.is_set():
                         break
-                if self.cut[direction]:
+                cut = self.cut[direction]
+                if cut is True:  # half of this chunk, then close
                     half = max(1, len(data) // 2)
                     self._send(dst, data[:half], direction)
                     self.proxy._note("cut %s after %d of %d bytes" % (direction, half, len(data)))
                     self.close()
                     break
+                if cut:  # an int: that many more bytes, then close
+                    if len(data) >= cut:
+                        self._send(dst, data[:cut], direction)
+                        self.proxy._note("cut %s after %d bytes (of a %d-byte chunk)" % (direction, cut, len(data)))
+                        self.close()
+                        break
+                    self.cut[direction] = cut - len(data)
                 if not self._send(dst, data, direction):
                     break
         finally:
@@ -233,12 +241,14 @@ class FaultProxy:
         for link in self.links():
             link.close(rst=True)
 
-    def cut(self, direction="down"):
+    def cut(self, direction="down", after=None):
+        """Cut the open links: forward half of the next chunk going `direction`,
+        or with after=n, n more bytes (across chunks); then close both sides."""
         if direction not in ("up", "down"):
             raise ValueError("direction is 'up' or 'down'")
-        self._note("cut %s armed" % direction)
+        self._note("cut %s armed%s" % (direction, "" if after is None else " after %d bytes" % after))
         for link in self.links():
-            link.cut[direction] = True
+            link.cut[direction] = True if after is None else max(1, int(after))
 
     def blackhole(self):
         self._note("blackhole")

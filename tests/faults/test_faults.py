@@ -25,7 +25,11 @@ pytestmark = pytest.mark.e2e
 
 KEEPALIVE = 2
 RECONNECT_CAP = 4  # s; keeps the worst-case wait between attempts short in tests
-FAULTS = ("delay", "drop", "cut-down", "cut-up", "reset", "blackhole")
+FAULTS = ("delay", "drop", "cut-down", "cut-big", "cut-up", "reset", "blackhole")
+# A dashboard write bigger than one TLS record (16 KiB): cut after the first
+# records, the client holds half an MQTT PUBLISH when the link dies.
+BIG = "0123456789abcdef" * 2500
+TLS_RECORD = 16384 + 22  # max plaintext + TLS 1.3 header, content type and AEAD tag
 
 
 def report(**fields):
@@ -143,6 +147,11 @@ def test_recovers_from_fault(fault, mode, transport, local_cloud, fault_proxy, d
         # The next broker->client chunk (this write) arrives half, then the link closes.
         proxy.cut("down")
         cloud.set(dev, "note", "cut write")
+    elif fault == "cut-big":
+        # One whole TLS record (16406 bytes on the wire) and a bit more pass:
+        # the client has decrypted the first 16 KiB of the PUBLISH, then EOF.
+        proxy.cut("down", after=TLS_RECORD + 512)
+        cloud.set(dev, "note", BIG)
     elif fault == "cut-up":
         # The next client->broker chunk (this value) arrives half, then the link closes.
         proxy.cut("up")
@@ -174,9 +183,10 @@ def test_recovers_from_fault(fault, mode, transport, local_cloud, fault_proxy, d
         healed = t0
 
     if fault.startswith("cut-"):
-        direction = fault[4:]
+        direction = "up" if fault == "cut-up" else "down"
         wait_until(lambda: any(e.startswith("cut %s after" % direction) for _t, e in proxy.log), 10,
                    what="the proxy cut a chunk")
+        figures["cut"] = [e for _t, e in proxy.log if e.startswith("cut %s after" % direction)][0]
     wait_until(lambda: d.attaches() > attaches and d.client.connected, 30, what="re-attach")
     figures["reattach_after_fault_s"] = round(time.monotonic() - t0, 3)
     figures["reattach_after_heal_s"] = round(time.monotonic() - healed, 3)
@@ -191,6 +201,8 @@ def test_recovers_from_fault(fault, mode, transport, local_cloud, fault_proxy, d
     d.wait_write("level", 42)
     if fault == "cut-down":
         d.wait_write("note", "cut write")
+    if fault == "cut-big":
+        d.wait_write("note", BIG)
     figures["all_values_after_fault_s"] = round(time.monotonic() - t0, 3)
     assert cloud.get(dev, "counter") == 14
 

@@ -1,12 +1,13 @@
 """Fixtures of the end-to-end tests: a time limit per test, no ARDUINO_IOT_CLOUD_*
-variables from the caller's environment, and ``driven`` (in-process device drivers)."""
+variables from the caller's environment, ``driven`` (in-process device drivers) and
+``scripts`` (device scripts in subprocesses)."""
 
 import signal
 import threading
 
 import pytest
 
-from e2e_helpers import TEST_TIME_LIMIT, Driver
+from e2e_helpers import TEST_TIME_LIMIT, Driver, ScriptProcess
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +50,20 @@ async def driven():
     yield drive
     for d in drivers:
         await d.stop()
+
+
+@pytest.fixture
+def scripts(tmp_path):
+    """``start(argv, env)`` -> a ScriptProcess; every one is stopped (terminate, then kill) after the test."""
+    started = []
+
+    def start(argv, env):
+        proc = ScriptProcess(argv, env, tmp_path / ("script-%d.log" % len(started)))
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.stop()

@@ -3,10 +3,12 @@ device, and a Driver that runs a client in the test's own thread.
 
 Sync mode is driven by update() calls from the test, async mode by client.run()
 as a task of the test's event loop (stopped with client.stop()).  Every wait has
-a deadline.
+a deadline.  ScriptProcess runs a device script in a subprocess.
 """
 
 import asyncio
+import os
+import subprocess
 import time
 
 from arduino_iot_cloud import ArduinoCloudClient
@@ -66,3 +68,61 @@ class Driver:
         if self.task is not None:
             await asyncio.wait_for(self.task, 5)
         assert self.client.engine.conn is None, "connection left open after stop()"
+
+
+# --- scripts in subprocesses ----------------------------------------------------------------
+
+SRC = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src"))
+
+
+def script_env(cloud, dev, python_path=SRC, **extra):
+    """The caller's environment without ARDUINO_IOT_CLOUD_*, plus cloud.env(dev) and ``extra``.
+
+    ``python_path``: put in front of PYTHONPATH (None: leave PYTHONPATH out, for
+    another package's venv)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARDUINO_IOT_CLOUD_") and k != "PYTHONPATH"}
+    if python_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (python_path, os.environ.get("PYTHONPATH")) if p)
+    env.update(cloud.env(dev))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class ScriptProcess:
+    """A device script in a subprocess, stdout and stderr in one file; stop() it in a finally."""
+
+    def __init__(self, argv, env, log_path):
+        self.log_path = log_path
+        self._out = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def output(self):
+        self._out.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait_output(self, text, timeout=WAIT):
+        """Wait until ``text`` appears in the output; fail early if the process ends."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if not self.alive():
+                raise AssertionError("the script exited (%s) before printing %r:\n%s"
+                                     % (self.proc.returncode, text, self.output()[-3000:]))
+            if time.monotonic() > deadline:
+                raise AssertionError("no %r within %.0f s:\n%s" % (text, timeout, self.output()[-3000:]))
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()

@@ -28,7 +28,7 @@ TRANSPORT = "socket"
 # Schedule mask: unit day (3 << 30), fixed interval (1 << 26), every 1 unit.
 # Above 2**31: an unsigned 32-bit value must survive both ways.
 DAILY = (3 << 30) | (1 << 26) | 1
-WEEKLY = (2 << 26) | 0b0111110  # one-shot unit, weekly, Monday to Friday
+WEEKLY = (2 << 26) | 0b0111110  # unit s, weekly, a day-of-week mask
 
 COMPOSITES = {
     "loc": Location, "col": Color, "clight": ColoredLight, "dimmer": DimmedLight, "tv": Television,
@@ -107,6 +107,12 @@ async def until_event(d, cloud, dev, kind, detail=None, since=0, timeout=WAIT):
     return check()[0]
 
 
+async def settle(d, seconds):
+    """Keep the device running for ``seconds`` (steps in sync mode, the loop in async mode)."""
+    deadline = time.monotonic() + seconds
+    await d.until(lambda: time.monotonic() > deadline, "%.2f s to pass" % seconds)
+
+
 def unowned(cloud, thing_id):
     """Messages that reached the cloud on a thing no device owns any more."""
     return [d for _t, kind, d in cloud.broker_events() if kind == "unowned_thing" and d["thing_id"] == thing_id]
@@ -132,7 +138,7 @@ async def test_device_values_of_every_type_reach_the_cloud_whole(local_cloud, de
     for name in COMPOSITES:
         for field, value in SECOND[name].items():
             setattr(client[name], field, value)
-            await d.until(lambda: True, "one step")  # let a partial change go out if it would
+            await settle(d, 0.02)  # a partial composite would go out now if it could
     for name, value in SECOND.items():
         got = await until_reported(d, local_cloud, dev, name, value)
         assert values_match(local_cloud.get(dev, name), value)
@@ -207,7 +213,7 @@ async def test_last_values_of_every_type_restored_on_start(local_cloud, device_f
     # on_write ran once per property with the restored value.
     assert len(writes) == len(SECOND), writes
     # Nothing changed on the device: nothing is sent back.
-    await d.until(lambda: True, "one step")
+    await settle(d, 0.2)
     assert [e for e in local_cloud.events(dev, since=mark) if e[0] == "values"] == []
 
 
@@ -286,8 +292,7 @@ async def test_thing_detach_stops_the_device(local_cloud, device_factory, driven
     await d.until(lambda: not client.connected and client.thing_id is None, "the detach")
     await until_event(d, local_cloud, dev, "unsubscribe", "/a/t/%s/e/i" % old, since=mark)
     client["out"] = 2  # kept, not sent: there is no thing
-    deadline = time.monotonic() + 0.5
-    await d.until(lambda: time.monotonic() > deadline, "half a second")
+    await settle(d, 0.5)
     assert [e for e in local_cloud.events(dev, since=mark) if e[0] == "values"] == []
     assert unowned(local_cloud, old) == []
     assert client.engine.conn is not None, "the detach must not close the connection"

@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV_141:-.venv-141}
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import sys; from arduino_iot_cloud._version import __version__ as v; sys.exit(v != '1.4.1')" 2>/dev/null; then
+# PYTHONPATH is dropped so a caller's PYTHONPATH=src cannot make our package answer for 1.4.1.
+if [ -x "$VENV/bin/python" ] && env -u PYTHONPATH "$VENV/bin/python" -c "import sys; from arduino_iot_cloud._version import __version__ as v; sys.exit(v != '1.4.1')" 2>/dev/null; then
   exit 0
 fi
 $PY -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check --retries 1 --timeout 15 "arduino-iot-cloud==1.4.1"
-"$VENV/bin/python" -c "from arduino_iot_cloud._version import __version__ as v; print('1.4.1 venv ready:', v)"
+env -u PYTHONPATH "$VENV/bin/python" -c "from arduino_iot_cloud._version import __version__ as v; print('1.4.1 venv ready:', v)"

@@ -324,3 +324,16 @@ def test_partial_composite_waits_until_every_field_is_known():
     assert link.published_on("/a/t/%s/e/o" % THING) == [[("loc:lat", None, 1.5, None), ("loc:lon", None, 2.5, None)]]
     s.poll(3)
     assert len(link.published_on("/a/t/%s/e/o" % THING)) == 1
+
+
+def test_empty_thing_id_detaches_an_attached_device():
+    # The older variant detaches with thing_id "" on /a/d/<dev>/e/i; the
+    # device must leave its thing and ask again, as on ThingDetach.
+    p = Property("p", value=1)
+    s, link, reg = _ready(p)
+    s.on_message("/a/d/%s/e/i" % DEV, _thing_event(""), 5)
+    assert s.thing_id is None and s.state == WAIT_THING
+    assert "/a/t/%s/e/i" % THING in link.unsubs
+    p.set(2)
+    s.poll(6)
+    assert link.published_on("/a/t/%s/e/o" % THING) == []

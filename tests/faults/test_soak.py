@@ -132,8 +132,11 @@ def soak(n, mode, cloud, proxy):
         if i % FAULT_EVERY == 0 and i < n:
             fault = faults[(i // FAULT_EVERY - 1) % len(faults)]
             injected.append(fault)
-            if fault in ("drop", "reset") and proxy.links():
-                hits += 1  # a live link is closed: a reconnect must follow
+            # Each fault meets a live, attached link (not one still recovering
+            # from the previous fault), so each drop/reset forces a reconnect.
+            wait_until(lambda: client.connected and proxy.links(), 30, what="attached before a fault")
+            if fault in ("drop", "reset"):
+                hits += 1
             if fault == "drop":
                 proxy.drop()
             elif fault == "reset":
@@ -189,8 +192,7 @@ def soak(n, mode, cloud, proxy):
     assert growth < FLAT_BYTES, figures
     assert max_links <= 2, figures  # at most the dying link and its replacement
     assert sockets_after <= sockets_before, figures
-    # The faults really broke links; each drop/reset of a live link was followed
-    # by a new connection (faults that found the link already down do nothing).
+    # The faults really broke links: each drop/reset was followed by a new connection.
     assert hits and proxy.accepted - 1 >= hits, figures
     return figures
 

@@ -198,7 +198,7 @@ class ArduinoCloudClient:
             log.info("clock set from NTP server %s", ntptime.host)
             return True
         except Exception as e:  # a missing clock must not stop the device
-            log.error("could not set the clock from NTP: %s", e)
+            log.error("could not set the clock from NTP: %s", str(e))
             return False
 
     # --- the shared step --------------------------------------------------------

@@ -39,6 +39,9 @@ except ImportError:
 
 
 # --- logging ------------------------------------------------------------------
+# Library code logs str(error), never the exception object: a handler that
+# keeps records (pytest's capture, a memory handler) would otherwise keep the
+# traceback and every frame it references alive.
 try:
     import logging
 

@@ -76,7 +76,7 @@ class Engine:
         self.last_error = error
         wait = self.backoff.delay_after_failure(now)
         self.next_attempt = now + wait
-        log.warning("%s; next attempt in %d ms", error, wait)
+        log.warning("%s; next attempt in %d ms", str(error), wait)
 
     def drop(self, now, error):
         """Close the connection after an error; schedule the next attempt."""

@@ -348,7 +348,7 @@ class Registry:
             try:
                 changed = rec.apply_remote(field, value, last_values)
             except ValueTypeError as e:
-                log.error("ignoring value for property %s: %s", name, e)
+                log.error("ignoring value for property %s: %s", name, str(e))
                 continue
             if (changed or not last_values) and rec not in touched:
                 touched.append(rec)
@@ -358,7 +358,7 @@ class Registry:
             try:
                 rec.written(client)
             except Exception as e:  # a user callback: isolate it
-                log.error("on_write of %s raised %s: %s", rec.name, type(e).__name__, e)
+                log.error("on_write of %s raised %s: %s", rec.name, type(e).__name__, str(e))
         return touched
 
     def queue(self, record):
@@ -397,7 +397,7 @@ class Registry:
                     rec.run(client)
                 except Exception as e:  # a user callback: isolate it
                     log.error("%s of %s raised %s: %s", "on_run" if isinstance(rec, Task) else "on_read",
-                              rec.name, type(e).__name__, e)
+                              rec.name, type(e).__name__, str(e))
             if deadline is None or rec.next_run < deadline:
                 deadline = rec.next_run
         return deadline

@@ -116,7 +116,7 @@ class DeviceSession:
                 log.warning("ignoring message on unexpected topic %s", topic)
         except DecodeError as e:
             # A malformed message costs that message only, never the session.
-            log.error("ignoring malformed message on %s: %s", topic, e)
+            log.error("ignoring malformed message on %s: %s", topic, str(e))
 
     def poll(self, now, unix_time=None):
         """Run timers and publish changes; return the next deadline or None."""

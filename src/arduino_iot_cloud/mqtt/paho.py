@@ -287,9 +287,9 @@ class PahoEngine:
         wait = self.backoff.delay_after_failure(now)
         self.next_attempt = now + wait
         if isinstance(error, ConnectRefused):
-            log.error("%s; next attempt in %d ms", error, wait)
+            log.error("%s; next attempt in %d ms", str(error), wait)
         else:
-            log.warning("%s; next attempt in %d ms", error, wait)
+            log.warning("%s; next attempt in %d ms", str(error), wait)
 
     # --- paho callbacks (run inside step(), in the caller's thread) -----------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:

@@ -2,31 +2,16 @@
 variables from the caller's environment, ``driven`` (in-process device drivers) and
 ``scripts`` (device scripts in subprocesses)."""
 
-import signal
-import threading
 
 import pytest
 
 from e2e_helpers import TEST_TIME_LIMIT, Driver, ScriptProcess
 
 
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail a test (instead of hanging the suite) if it runs longer than TEST_TIME_LIMIT."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expired(signum, frame):
-        raise TimeoutError("test exceeded %d s" % TEST_TIME_LIMIT)
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+@pytest.fixture
+def time_limit():
+    """Seconds a whole test here may take (the alarm is in tests/conftest.py)."""
+    return TEST_TIME_LIMIT
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@
 
 import logging
 import os
-import signal
 import sys
 
 import pytest
@@ -18,24 +17,10 @@ for _p in (os.path.normpath(os.path.join(_HERE, "..", "..", "src")), _HERE):
 import fuzzlib  # noqa: E402
 
 
-class FuzzTimeout(BaseException):
-    """Raised by the alarm: a test (or a decoder inside it) ran far too long."""
-
-
-@pytest.fixture(autouse=True)
-def _time_limit():
-    limit = fuzzlib.TEST_TIME_LIMIT
-
-    def _expired(signum, frame):
-        raise FuzzTimeout("fuzz test exceeded %d s (a hang?)" % limit)
-
-    old = signal.signal(signal.SIGALRM, _expired)
-    signal.alarm(limit)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+@pytest.fixture
+def time_limit():
+    """Seconds a whole test here may take (the alarm is in tests/conftest.py)."""
+    return fuzzlib.TEST_TIME_LIMIT
 
 
 class _FormatAndDrop(logging.Handler):

@@ -1,9 +1,7 @@
 """Fixtures for the MicroPython tests (helpers live in mpy_helpers.py)."""
 
 import os
-import signal
 import sys
-import threading
 
 import pytest
 
@@ -14,23 +12,10 @@ from mpy_helpers import MpyProcess, micropython_path  # noqa: E402
 TEST_TIME_LIMIT = 90  # seconds, for a whole test
 
 
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail a test (instead of hanging the suite) if it runs longer than TEST_TIME_LIMIT."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expired(signum, frame):
-        raise TimeoutError("test exceeded %d s" % TEST_TIME_LIMIT)
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+@pytest.fixture
+def time_limit():
+    """Seconds a whole test here may take (the alarm is in tests/conftest.py)."""
+    return TEST_TIME_LIMIT
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 serving it, a time limit per test."""
 
 import os
-import signal
 import sys
-import threading
 
 import pytest
 
@@ -13,22 +11,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 TEST_TIME_LIMIT = 60
 
 
-@pytest.fixture(autouse=True)
-def _time_limit():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expired(signum, frame):
-        raise TimeoutError("TLS test exceeded %d s" % TEST_TIME_LIMIT)
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+@pytest.fixture
+def time_limit():
+    """Seconds a whole test here may take (the alarm is in tests/conftest.py)."""
+    return TEST_TIME_LIMIT
 
 
 @pytest.fixture(scope="session")

@@ -405,16 +405,24 @@ class CloudEmulator:
             name = wire.COMMAND_NAMES.get(tag, "0x%06x" % tag)
             self._event(device_id, "command", {"name": name, "tag": tag, "fields": fields})
 
-    def _on_values(self, thing_id: str, payload: bytes) -> None:
+    def _thing_records(self, thing_id: str, payload: bytes, bad_kind: str) -> Optional[tuple]:
+        """(owner device, decoded SenML records) of a message on a thing topic, or None
+        after recording why not (no device owns the thing; the payload is malformed)."""
         dev = self._owner(thing_id)
         if dev is None:
             self._broker_event("unowned_thing", {"thing_id": thing_id, "payload": payload.hex()})
-            return
+            return None
         try:
-            records = wire.decode_senml(payload)
+            return dev, wire.decode_senml(payload)
         except wire.WireError as exc:
-            self._event(dev.device_id, "bad_values", {"error": str(exc), "payload": payload.hex()})
+            self._event(dev.device_id, bad_kind, {"error": str(exc), "payload": payload.hex()})
+            return None
+
+    def _on_values(self, thing_id: str, payload: bytes) -> None:
+        got = self._thing_records(thing_id, payload, "bad_values")
+        if got is None:
             return
+        dev, records = got
         values = wire.group_values(records)
         thing = self._thing(dev)
         now = time.time()
@@ -424,15 +432,10 @@ class CloudEmulator:
         self._publish_state(dev)
 
     def _on_shadow(self, thing_id: str, payload: bytes) -> None:
-        dev = self._owner(thing_id)
-        if dev is None:
-            self._broker_event("unowned_thing", {"thing_id": thing_id, "payload": payload.hex()})
+        got = self._thing_records(thing_id, payload, "bad_shadow")
+        if got is None:
             return
-        try:
-            records = wire.decode_senml(payload)
-        except wire.WireError as exc:
-            self._event(dev.device_id, "bad_shadow", {"error": str(exc), "payload": payload.hex()})
-            return
+        dev, records = got
         if not wire.is_get_last_values(records):
             self._event(dev.device_id, "shadow", wire.group_values(records))
             return

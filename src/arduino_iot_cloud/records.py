@@ -36,14 +36,6 @@ except TypeError:  # MicroPython cannot combine two built-in exception bases
         """A property was set to a value of a type it cannot hold."""
 
 
-def _call(fn, client, arg, has_arg):
-    # 1.4.1 calls on_run(client, args); later releases call on_run(client).
-    # Both kinds of scripts exist: pass args only to a callable that takes it.
-    if has_arg:
-        return fn(client, arg)
-    return fn(client)
-
-
 def _takes_two(fn):
     code = getattr(fn, "__code__", None)
     if code is None:
@@ -281,7 +273,12 @@ class Task:
         self.dirty = False
 
     def run(self, client):
-        _call(self.on_run, client, self.args, self._pass_args)
+        # 1.4.1 calls on_run(client, args); later releases call on_run(client).
+        # Both kinds of scripts exist: pass args only to a callable that takes it.
+        if self._pass_args:
+            self.on_run(client, self.args)
+        else:
+            self.on_run(client)
 
     def records(self):
         return ()

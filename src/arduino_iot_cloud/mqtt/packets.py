@@ -21,7 +21,6 @@ SUBSCRIBE = const(0x82)  # SUBSCRIBE and UNSUBSCRIBE carry the mandatory flags 0
 SUBACK = const(0x90)
 UNSUBSCRIBE = const(0xA2)
 UNSUBACK = const(0xB0)
-PINGREQ_BYTE = const(0xC0)
 PINGRESP = const(0xD0)
 
 PINGREQ = b"\xc0\x00"

@@ -94,7 +94,7 @@ class MQTTProtocol:
         self._out = bytearray()
         return out
 
-    def _send(self, packet, now=None):
+    def _send(self, packet):
         self._out.extend(packet)
 
     def _allocate_pid(self):

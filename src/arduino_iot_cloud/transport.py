@@ -41,8 +41,8 @@ _TLS_REASONS = (
     ("alert certificate unknown", _REFUSED),
     ("certificate required", "the broker requires a client certificate"),
     ("handshake failure", "the broker refused the TLS handshake (no common cipher or certificate)"),
-    # mbedTLS (MicroPython) does not say which check failed.
-    # mbedTLS verify texts (MicroPython raises them as ValueError).
+    # mbedTLS verify texts (MicroPython raises them as ValueError); some do
+    # not say which check failed.
     ("not correctly signed by the trusted ca", _UNTRUSTED),
     ("validity has expired", "the broker's certificate has expired (or the device's clock is wrong)"),
     ("validity starts in the future", "the broker's certificate is not valid yet (is the device's clock right?)"),
@@ -69,6 +69,7 @@ def tls_error(e, host=None, port=None, handshake=True):
     if handshake and ((_SSLError is not None and isinstance(e, _SSLError)) or "mbedtls" in low):
         return TLSError("%s failed during the handshake [%s]" % (where, text))
     return None
+
 
 try:
     from ssl import SSLWantReadError, SSLWantWriteError

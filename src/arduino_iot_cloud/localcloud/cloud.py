@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from .broker import HOST, Broker, _write_private, hash_passwords, port_is_free
-from .emulator import _MISSING, CloudEmulator, DeviceRef
+from .emulator import _MISSING, BROKER, CloudEmulator, DeviceRef
 from .pki import Pki, check_device_id
 from .store import AUTHS, VARIANTS, Device, Store
 
@@ -382,11 +382,20 @@ class LocalCloud:
         accepted by, ``match`` if given); return its detail.  TimeoutError lists the events seen."""
         return self._emulator().wait_event(ref, kind, match, since=since, timeout=timeout)
 
-    def broker_events(self) -> List[tuple]:
-        """Broker-wide events: ``(time, kind, detail)`` for refused logins, reloads, strays."""
-        emulator = self._emulator()
-        with emulator._cond:
-            return list(emulator.broker_events)
+    def broker_events(self, since: int = 0) -> List[tuple]:
+        """Broker-wide events from mark ``since`` on, as ``(time, kind, detail)``: refused
+        logins ("refused"), configuration reloads, messages on unowned things ("unowned_thing")."""
+        return self._emulator().events(BROKER, since, timestamps=True)
+
+    def broker_mark(self) -> int:
+        """A position in the broker-wide events, for ``broker_events``/``wait_broker_event``."""
+        return self._emulator().mark(BROKER)
+
+    def wait_broker_event(self, kind: str, match: Any = _MISSING, since: int = 0,
+                          timeout: float = 10.0) -> Any:
+        """Wait for a broker-wide event (see :meth:`wait_event`).  Those read from mosquitto's
+        log arrive a moment after the client saw the broker act."""
+        return self._emulator().wait_event(BROKER, kind, match, since=since, timeout=timeout)
 
     def send_timezone(self, ref: DeviceRef, offset: int, until: int) -> None:
         """Tell the device its UTC offset (s) and until when it holds (unix s)."""

@@ -71,6 +71,9 @@ CTL_TOPIC = "localcloud/ctl/"
 DeviceRef = Union[Device, str]
 ControlHandler = Callable[[str, Dict[str, Any]], Any]
 _MISSING = object()
+# Broker-wide events (refused logins, reloads, messages on unowned things) are kept as the
+# events of this reserved name, which no device id can take (ids are UUIDs).
+BROKER = "<broker>"
 
 
 def values_match(value: Any, expected: Any) -> bool:
@@ -121,7 +124,6 @@ class CloudEmulator:
         self.things: Dict[str, ThingState] = {}
         self._events: Dict[str, Deque[Tuple[int, float, str, Any]]] = {}
         self._event_count: Dict[str, int] = {}
-        self.broker_events: List[Tuple[float, str, Any]] = []
         self._client_ids: Dict[str, str] = {}  # MQTT client id -> device id
         self._generation = 0  # completed (re)connects
         self._pongs: set = set()
@@ -272,11 +274,7 @@ class CloudEmulator:
         log.debug("device %s: %s %r", device_id, kind, detail)
 
     def _broker_event(self, kind: str, detail: Any) -> None:
-        with self._cond:
-            self.broker_events.append((time.time(), kind, detail))
-            if len(self.broker_events) > EVENTS_MAX:
-                del self.broker_events[: EVENTS_MAX // 2]
-            self._cond.notify_all()
+        self._event(BROKER, kind, detail)
 
     def events(self, ref: DeviceRef, since: int = 0, timestamps: bool = False) -> List[Tuple]:
         """The device's events from mark ``since`` on, as ``(kind, detail)`` or ``(time, kind, detail)``."""

@@ -14,8 +14,10 @@ lines on stdin.  Every loop here is bounded in count and in time.
 """
 
 import asyncio
+import cProfile
 import json
 import os
+import signal
 import ssl
 import statistics
 import sys
@@ -33,6 +35,9 @@ OURS = _VERSION != "1.4.1"
 IMPL = "ours" if OURS else "1.4.1"
 mono = time.monotonic  # CLOCK_MONOTONIC: comparable between processes on Linux
 _out_lock = threading.Lock()
+# run.py --profile: the whole run under cProfile, its stats written by finish()
+PROFILE_PATH = os.environ.get("BENCH_PROFILE")
+_profiler = cProfile.Profile() if PROFILE_PATH else None
 
 
 def emit(event, **fields):
@@ -45,7 +50,16 @@ def emit(event, **fields):
 def finish(**fields):
     """Report the result and leave at once (1.4.1's start() never returns)."""
     emit("result", impl=IMPL, version=_VERSION, **fields)
+    _dump_profile()
     os._exit(0)
+
+
+def _dump_profile(*_signal):
+    if _profiler is not None:
+        _profiler.disable()
+        _profiler.dump_stats(PROFILE_PATH)
+    if _signal:  # the runner stops some benchmarks with SIGTERM
+        os._exit(0)
 
 
 def make_client(cfg, sync_mode, device=None):
@@ -581,4 +595,7 @@ BENCHES = {
 
 if __name__ == "__main__":
     config = json.loads(sys.argv[1])
+    if _profiler is not None:
+        signal.signal(signal.SIGTERM, _dump_profile)
+        _profiler.enable()
     BENCHES[config["bench"]](config)

@@ -40,6 +40,7 @@ OURS_SRC = os.path.join(ROOT, "src")
 if "--ours-src" in sys.argv[:-1]:
     OURS_SRC = os.path.abspath(sys.argv[sys.argv.index("--ours-src") + 1])
 sys.path.insert(0, OURS_SRC)
+PROFILE_DIR = None  # --profile DIR
 
 RESULTS = os.path.join(HERE, "results")
 DRIVER = os.path.join(HERE, "driver.py")
@@ -241,6 +242,8 @@ class Driver:
             env.pop(k, None)
         if python == sys.executable:  # ours: the source tree, even if not installed
             env["PYTHONPATH"] = OURS_SRC
+        if PROFILE_DIR:
+            env["BENCH_PROFILE"] = os.path.join(PROFILE_DIR, tag + ".prof")
         self.proc = subprocess.Popen([python, DRIVER, json.dumps(cfg)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._err, text=True, bufsize=1,
                                      cwd=HERE, env=env)
@@ -962,9 +965,15 @@ def main(argv=None):
     ap.add_argument("--only", help="comma-separated subset of: " + ",".join(ALL))
     ap.add_argument("--fleet", type=int, help="devices in the fleet benchmark")
     ap.add_argument("--json", default=os.path.join(RESULTS, "latest.json"), help="where to write the JSON")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="run each driver under cProfile; stats go to DIR/<run>.prof (figures get slower)")
     ap.add_argument("--ours-src", default=OURS_SRC,
                     help="source tree of our library (default: src/), e.g. a patched copy to compare")
     args = ap.parse_args(argv)
+    global PROFILE_DIR
+    if args.profile:
+        PROFILE_DIR = os.path.abspath(args.profile)
+        os.makedirs(PROFILE_DIR, exist_ok=True)
     size = dict(QUICK if args.quick else FULL)
     if args.fleet is not None:
         size["fleet"] = args.fleet

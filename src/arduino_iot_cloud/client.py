@@ -51,6 +51,12 @@ def _open_socket(host, port, tls, timeout):
     return open_connection(host, port, tls, timeout)
 
 
+def _start_socket(host, port, tls, timeout_ms, now):
+    from .transport import start_connection
+
+    return start_connection(host, port, tls, timeout_ms, now)
+
+
 async def _open_socket_async(host, port, tls, timeout):
     from .transport import open_connection_async
 
@@ -102,9 +108,13 @@ class ArduinoCloudClient:
 
         backoff = Backoff(cap_ms=int(reconnect_cap * 1000))
         if transport == "socket":
-            opener_async = None if compat.MICROPYTHON else _open_socket_async
+            # CPython connects in steps (sync) or on the loop (async); MicroPython's
+            # TLS socket has no handshake step, so it connects in one bounded call.
+            cpython = not compat.MICROPYTHON
             self.engine = Engine(device_id, username, password, keepalive, server, port, tls,
-                                 self.session, _open_socket, backoff, open_connection_async=opener_async)
+                                 self.session, _open_socket, backoff,
+                                 open_connection_async=_open_socket_async if cpython else None,
+                                 start_connection=_start_socket if cpython else None)
         elif transport == "paho":
             if compat.MICROPYTHON:
                 raise ConfigError("transport='paho' runs on CPython only; use transport='socket'")
@@ -226,13 +236,13 @@ class ArduinoCloudClient:
         self._step(now_ms())
 
     def _wait_sync(self, deadline, now):
-        # Block until the socket is readable or the deadline passes (start() only).
+        # Block until the socket is ready or the deadline passes (start() only).
         timeout = 1000 if deadline is None else max(0, min(deadline - now, 1000))
-        conn = self.engine.conn
-        if conn is None:
+        target = self.engine.wait_target()
+        if target is None:
             time.sleep(timeout / 1000)
             return
-        compat.wait_readable_sync(conn.pollable(), timeout)
+        compat.wait_ready_sync(target[0], timeout, target[1])
 
     def start(self, interval=None, backoff=None):
         """Async mode: run forever.  Sync mode: return once attached and in sync."""

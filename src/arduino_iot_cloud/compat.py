@@ -117,10 +117,10 @@ except ImportError:
 import select as _select
 
 
-def wait_readable_sync(pollable, timeout_ms):
-    """Block until pollable is readable or timeout_ms passes (sync start() only)."""
+def wait_ready_sync(pollable, timeout_ms, writable=False):
+    """Block until pollable is readable (or writable) or timeout_ms passes (sync start() only)."""
     poller = _select.poll()
-    poller.register(pollable, _select.POLLIN)
+    poller.register(pollable, _select.POLLOUT if writable else _select.POLLIN)
     poller.poll(int(timeout_ms))
 
 

@@ -1,7 +1,8 @@
 # The network engine both drivers share: one connection, its MQTT protocol,
 # the device session, and reconnects.  Every method returns promptly: reads
-# and writes are non-blocking, and the only wait is the bounded TCP/TLS
-# connect in connect().  Drivers decide when to call step() and how to wait.
+# and writes are non-blocking, and so is the connect where the runtime has a
+# stepwise one (a Connector, CPython); otherwise connect() waits, bounded by
+# connect_timeout.  Drivers decide when to call step() and how to wait.
 
 from .backoff import Backoff
 from .compat import getLogger
@@ -16,7 +17,8 @@ _MAX_READS = 64
 
 class Engine:
     def __init__(self, client_id, username, password, keepalive, host, port, tls, session,
-                 open_connection, backoff=None, connect_timeout=10.0, open_connection_async=None):
+                 open_connection, backoff=None, connect_timeout=10.0, open_connection_async=None,
+                 start_connection=None):
         self.host = host
         self.port = port
         self.tls = tls
@@ -24,6 +26,8 @@ class Engine:
         self.mqtt = MQTTProtocol(client_id, username, password, keepalive)
         self._open = open_connection
         self._open_async = open_connection_async
+        self._start = start_connection
+        self.connecting = None  # the Connector of an attempt under way
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.conn = None
@@ -36,16 +40,41 @@ class Engine:
         return self.conn is not None
 
     def due(self, now):
-        return self.conn is None and now >= self.next_attempt
+        return self.conn is None and self.connecting is None and now >= self.next_attempt
 
     def connect(self, now):
-        """One connect attempt; returns True when the socket is open."""
+        """Start a connect attempt; returns True once the socket is open."""
         try:
+            if self._start is not None:
+                self.connecting = self._start(self.host, self.port, self.tls,
+                                              int(self.connect_timeout * 1000), now)
+                return self._advance(now)
             conn = self._open(self.host, self.port, self.tls, self.connect_timeout)
         except RemoteError as e:
             self._failed(now, e)
             return False
         return self.connected_with(conn, now)
+
+    def _advance(self, now):
+        # One step of the connect under way; True once the socket is open.
+        try:
+            conn = self.connecting.step(now)
+        except RemoteError as e:
+            self.connecting = None
+            self._failed(now, e)
+            return False
+        if conn is None:
+            return False
+        self.connecting = None
+        return self.connected_with(conn, now)
+
+    def wait_target(self):
+        """(pollable, wait for writable?) that the next step waits on, or None."""
+        if self.conn is not None:
+            return self.conn.pollable(), False
+        if self.connecting is not None:
+            return self.connecting.fileno(), self.connecting.wants_write
+        return None
 
     @property
     def connects_async(self):
@@ -90,6 +119,9 @@ class Engine:
 
     def close(self):
         """Disconnect politely (DISCONNECT sent if possible)."""
+        if self.connecting is not None:
+            self.connecting.close()
+            self.connecting = None
         if self.conn is not None:
             self.mqtt.disconnect()
             try:
@@ -107,8 +139,8 @@ class Engine:
         Returns the next deadline (ms) or None.  Errors of the link drop the
         connection and schedule a reconnect; they are not raised.
         """
-        if self.conn is None:
-            return self.next_attempt
+        if self.conn is None and (self.connecting is None or not self._advance(now)):
+            return self.next_attempt if self.connecting is None else self.connecting.deadline
         try:
             self._read(now)
             deadline = self.mqtt.poll(now)

@@ -1,12 +1,17 @@
 # The socket transport: one TLS connection, used without blocking.
 #
-# open_connection() does the TCP connect and the TLS handshake with a time
-# limit (the only blocking step), then switches the socket to non-blocking.
-# Afterwards recv() returns the bytes available now (None when there are
-# none) and send() writes what the socket takes now; neither ever waits.
+# A Connector opens the connection in steps (CPython): the TCP connect and
+# the TLS handshake advance as far as the socket allows, then step() returns,
+# so neither driver waits inside the library.  open_connection() does the same
+# work in one blocking call bounded by a time limit (MicroPython, whose TLS
+# socket has no separate handshake step, and SE05x keys).  Either way the
+# result is a non-blocking Connection: recv() returns the bytes available now
+# (None when there are none) and send() writes what the socket takes now.
 # EOF and socket errors become TransportError.  Both runtimes run this file;
 # their different socket methods are bridged here, in the one place they meet.
 
+import os
+import select
 import socket
 
 from .errors import CloudError, TLSError, TransportError
@@ -172,17 +177,17 @@ def _no_delay(sock):
 
 
 def open_connection(host, port, tls, timeout=10.0):
-    """Connect to host:port, do the TLS handshake, return a non-blocking Connection."""
-    try:
-        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    except OSError as e:
-        raise TransportError("cannot resolve %s: %s" % (host, e))
-    raw = socket.socket(addr[0], socket.SOCK_STREAM)
+    """Connect to host:port, do the TLS handshake, return a non-blocking Connection.
+
+    Blocks for at most `timeout` seconds per phase (MicroPython, SE05x keys).
+    """
+    family, addr = resolve(host, port)
+    raw = socket.socket(family, socket.SOCK_STREAM)
     _no_delay(raw)
     try:
         if hasattr(raw, "settimeout"):
             raw.settimeout(timeout)
-        raw.connect(addr[-1])
+        raw.connect(addr)
         sock = _handshake(tls, raw, host, port)
         if hasattr(sock, "setblocking"):
             sock.setblocking(False)
@@ -201,47 +206,139 @@ def open_connection(host, port, tls, timeout=10.0):
 
 
 def _handshake(tls, raw, host, port):
-    # The TCP connection is up: what fails now is TLS.  MicroPython reports a
-    # failed certificate check as ValueError (mbedTLS's verify text), and a
-    # broker that refuses our certificate in a TLS 1.2 handshake as EPIPE or
-    # ECONNRESET; both would otherwise escape or say nothing useful.
     try:
         return tls.wrap(raw, host)
     except CloudError:
         raise
     except (OSError, ValueError) as e:
-        err = tls_error(e, host, port)
-        if err is not None:
-            raise err
-        text = " ".join(str(e).split())
-        if isinstance(e, ValueError):
-            raise TLSError("TLS with %s:%d failed: the broker's certificate was rejected [%s]" % (host, port, text))
-        if tls.client_cert and _errno(e) in (32, 104):
-            raise TLSError("TLS with %s:%d failed: the broker closed the connection during the handshake "
-                           "(did it refuse this device's client certificate?) [%s]" % (host, port, text))
-        raise
+        raise _handshake_error(e, tls, host, port)
+
+
+def _handshake_error(e, tls, host, port):
+    # The TCP connection is up: what fails now is TLS.  MicroPython reports a
+    # failed certificate check as ValueError (mbedTLS's verify text), and a
+    # broker that refuses our certificate in a TLS 1.2 handshake as EPIPE or
+    # ECONNRESET; both would otherwise escape or say nothing useful.
+    err = tls_error(e, host, port)
+    if err is not None:
+        return err
+    text = " ".join(str(e).split())
+    if isinstance(e, ValueError):
+        return TLSError("TLS with %s:%d failed: the broker's certificate was rejected [%s]" % (host, port, text))
+    if tls.client_cert and _errno(e) in (32, 104):
+        return TLSError("TLS with %s:%d failed: the broker closed the connection during the handshake "
+                        "(did it refuse this device's client certificate?) [%s]" % (host, port, text))
+    return TransportError("TLS with %s:%d failed: %s" % (host, port, text))
+
+
+def resolve(host, port):
+    """(family, address) of host:port; a name lookup may wait on DNS."""
+    try:
+        info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    except OSError as e:
+        raise TransportError("cannot resolve %s: %s" % (host, e))
+    return info[0], info[-1]
+
+
+class Connector:
+    """A TCP connect and TLS handshake taken in steps (CPython).
+
+    step(now) does what the socket allows at once and returns the
+    Connection when the handshake is done, None while it is under way; a
+    failed attempt, or one still unfinished at its deadline, raises
+    TransportError (TLSError for TLS) with the socket closed.  Between steps
+    the driver waits for fileno() to become writable (wants_write) or
+    readable, or for the deadline (ms, the clock of now).
+    """
+
+    def __init__(self, address, host, port, tls, timeout_ms, now):
+        self.host, self.port, self.tls = host, port, tls
+        self.timeout_ms = timeout_ms
+        self.deadline = now + timeout_ms
+        self.wants_write = True  # the TCP connect is done when the socket is writable
+        self._raw = socket.socket(address[0], socket.SOCK_STREAM)
+        self._sock = None
+        _no_delay(self._raw)
+        self._raw.setblocking(False)
+        try:
+            self._raw.connect(address[1])
+        except OSError as e:
+            if _errno(e) not in _WOULD_BLOCK:
+                self.close()
+                raise TransportError("cannot connect to %s:%d: %s" % (host, port, e))
+
+    def fileno(self):
+        # ssl's wrap_socket detaches the TCP socket: the TLS socket holds the descriptor
+        return (self._sock if self._sock is not None else self._raw).fileno()
+
+    def step(self, now):
+        try:
+            conn = self._advance()
+        except CloudError:
+            self.close()
+            raise
+        except (OSError, ValueError) as e:
+            tcp = self._sock is None
+            self.close()
+            if tcp:
+                raise TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, e))
+            raise _handshake_error(e, self.tls, self.host, self.port)
+        except BaseException:
+            self.close()
+            raise
+        if conn is None and now >= self.deadline:
+            self.close()
+            raise TransportError("cannot connect to %s:%d: timed out after %d ms (TCP %s)"
+                                 % (self.host, self.port, self.timeout_ms,
+                                    "connect" if self._sock is None else "connected, TLS handshake unfinished"))
+        return conn
+
+    def _advance(self):
+        if self._sock is None:
+            if not _writable(self._raw):
+                return None
+            err = self._raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            self._sock = self.tls.wrap(self._raw, self.host, handshake=False)
+        try:
+            self._sock.do_handshake()
+        except SSLWantReadError:
+            self.wants_write = False
+            return None
+        except SSLWantWriteError:
+            self.wants_write = True
+            return None
+        return Connection(self._sock, self._raw)
+
+    def close(self):
+        for s in (self._sock, self._raw):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def _writable(sock):
+    poller = select.poll()  # not select.select: a fleet's descriptors pass 1024
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(0))
+
+
+def start_connection(host, port, tls, timeout_ms, now):
+    """A Connector to host:port (CPython; the name lookup may wait on DNS)."""
+    return Connector(resolve(host, port), host, port, tls, timeout_ms, now)
 
 
 async def open_connection_async(host, port, tls, timeout=10.0):
     """Like open_connection, without blocking the event loop (CPython).
 
-    The TCP connect and the TLS handshake wait on the loop, so one slow or
-    unreachable broker does not stall the other tasks (or devices) of the
-    process.  PKCS#11 keys are loaded (token login) synchronously, then
-    hand-shake on the loop too.  SE05x keys and MicroPython use the blocking
-    open_connection, bounded by the same timeout.
+    The name lookup, the TCP connect and the TLS handshake wait on the loop,
+    so one slow or unreachable broker does not stall the other tasks (or
+    devices) of the process.  PKCS#11 keys are loaded (token login)
+    synchronously, then hand-shake on the loop too.
     """
-    import asyncio
-
-    if tls.hardware == "se05x" or not hasattr(asyncio, "get_running_loop"):
-        return open_connection(host, port, tls, timeout)
-    try:
-        return await asyncio.wait_for(_connect_nonblocking(host, port, tls), timeout)
-    except asyncio.TimeoutError:
-        raise TransportError("cannot connect to %s:%d: timed out after %.0f s" % (host, port, timeout))
-
-
-async def _connect_nonblocking(host, port, tls):
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -250,35 +347,29 @@ async def _connect_nonblocking(host, port, tls):
     except OSError as e:
         raise TransportError("cannot resolve %s: %s" % (host, e))
     family, _type, _proto, _name, addr = infos[0]
-    raw = socket.socket(family, socket.SOCK_STREAM)
-    _no_delay(raw)
-    raw.setblocking(False)
-    sock = None
+    now = loop.time() * 1000
+    connector = Connector((family, addr), host, port, tls, timeout * 1000, now)
     try:
-        await loop.sock_connect(raw, addr)
-        sock = tls.wrap(raw, host, handshake=False)
         while True:
-            try:
-                sock.do_handshake()
-                break
-            except SSLWantReadError:
-                await _ready(loop, sock, loop.add_reader, loop.remove_reader)
-            except SSLWantWriteError:
-                await _ready(loop, sock, loop.add_writer, loop.remove_writer)
-    except OSError as e:
-        (sock or raw).close()
-        raise tls_error(e, host, port) or TransportError("cannot connect to %s:%d: %s" % (host, port, e))
-    except BaseException:
-        (sock or raw).close()
+            conn = connector.step(loop.time() * 1000)
+            if conn is not None:
+                return conn
+            await _ready(loop, connector, connector.deadline / 1000)
+    except BaseException:  # cancelled: the socket must not leak
+        connector.close()
         raise
-    return Connection(sock, raw)
 
 
-async def _ready(loop, sock, add, remove):
-    fd = sock.fileno()
+async def _ready(loop, connector, deadline):
+    """Wait until the connector's socket is ready for its next step, or the deadline."""
+    fd = connector.fileno()
+    add, remove = (loop.add_writer, loop.remove_writer) if connector.wants_write else \
+        (loop.add_reader, loop.remove_reader)
     done = loop.create_future()
     add(fd, lambda: done.done() or done.set_result(None))
+    timer = loop.call_at(deadline, lambda: done.done() or done.set_result(None))
     try:
         await done
     finally:
+        timer.cancel()
         remove(fd)

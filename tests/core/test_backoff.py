@@ -310,6 +310,7 @@ def test_client_step_survives_a_link_dying_between_step_and_publish():
     c.register("x", value=1)
     conn = FakeConn([CONNACK_OK])
     c.engine._open = lambda host, port, tls, timeout: conn
+    c.engine._start = None  # connect through _open (CPython would start a Connector)
     c.engine.connect(0)
     c.engine.step(0)  # CONNACK: the session subscribes and asks for its thing
     s = c.session

@@ -291,6 +291,44 @@ async def test_connect_to_a_silent_server_is_bounded_by_the_timeout(driven, tran
         silent.close()
 
 
+def test_sync_update_does_not_wait_for_the_tls_handshake():
+    # A blocking connect would hold the first update() for the whole connect
+    # timeout (60 s here, past the test's time limit).  The socket transport
+    # connects in steps: each update() returns while the handshake is pending.
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never answers TLS
+    try:
+        client = ArduinoCloudClient("silent-device", password="x", server="127.0.0.1",
+                                    port=silent.getsockname()[1], sync_mode=True)
+        client.engine.connect_timeout = 60
+        for _ in range(20):
+            client.update()
+            time.sleep(0.005)
+        connector = client.engine.connecting
+        assert connector is not None and not client.engine.connected
+        assert client.engine.last_error is None
+        assert not connector.wants_write  # TCP is up; waiting for the server's TLS answer
+        client.stop()
+        assert client.engine.connecting is None
+        assert connector.fileno() == -1  # its socket was closed by stop()
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_closed_port_is_reported_and_retried(driven, mode):
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: the TCP connect is refused
+    client = ArduinoCloudClient("no-broker-device", password="x", server="127.0.0.1", port=port,
+                                sync_mode=(mode == "sync"), reconnect_cap=0.2)
+    d = await driven(client)
+    await d.until(lambda: client.engine.backoff.failures >= 2, "two refused attempts", timeout=5)
+    error = str(client.engine.last_error)
+    assert isinstance(client.engine.last_error, TransportError)
+    assert "cannot connect to 127.0.0.1:%d" % port in error and "refused" in error.lower(), error
+    assert not client.engine.connected and client.engine.connecting is None
+
+
 # --- refused login ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 
-from arduino_iot_cloud.compat import wait_readable_sync
+from arduino_iot_cloud.compat import wait_ready_sync
 
 
 class DeviceRunner:
@@ -57,12 +57,12 @@ class DeviceRunner:
             while not self._stop.is_set():
                 self._drain()
                 client.update()
-                conn = client.engine.conn
-                if conn is None or client.engine.pending_output():
+                target = client.engine.wait_target()
+                if target is None or client.engine.pending_output():
                     time.sleep(0.005)
                 else:
                     # What a sync user loop would do: wait a little for data.
-                    wait_readable_sync(conn.pollable(), 10)
+                    wait_ready_sync(target[0], 10, target[1])
             self._drain()
         except BaseException as e:  # noqa: BLE001 - reported to the test
             self.error = e

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any, Optional, Set
+from typing import Any, Optional, Set, Tuple
 
 from ..backoff import Backoff
 from ..compat import getLogger
@@ -184,6 +184,10 @@ class PahoEngine:
 
     def due(self, now: int) -> bool:
         return self.conn is None and now >= self.next_attempt
+
+    def wait_target(self) -> Optional[Tuple[int, bool]]:
+        """(pollable, wait for writable?) that the next step waits on, or None."""
+        return (self.conn.pollable(), False) if self.conn is not None else None
 
     def connect(self, now: int) -> bool:
         """One connect attempt (blocks up to connect_timeout); True when the socket is open."""

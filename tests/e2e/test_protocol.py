@@ -314,10 +314,10 @@ async def test_device_without_a_thing_keeps_asking_then_attaches(local_cloud, de
     def begins():
         return [t for t, kind, _ in local_cloud.events(dev, timestamps=True) if kind == "thing_begin"]
 
-    await d.until(lambda: len(begins()) >= 2, "a second ThingBegin", timeout=5)
+    await d.until(lambda: len(begins()) >= 2, "a second ThingBegin", timeout=10)
     assert not client.connected and client.thing_id is None
-    gap = begins()[1] - begins()[0]
-    assert 1.5 <= gap <= 3.5, "ThingBegin retried after %.2f s (expected ~2 s)" % gap
+    gap = begins()[1] - begins()[0]  # stamped by the emulator on arrival: allow for scheduling
+    assert 1.0 <= gap <= 5.0, "ThingBegin retried after %.2f s (expected ~2 s)" % gap
 
     new = local_cloud.reassign(dev)
     await d.until(lambda: client.thing_id == new and client.connected, "the attach once a thing is assigned")

@@ -260,7 +260,10 @@ async def test_half_open_link_is_found_and_the_device_reattaches(local_cloud, de
     t0 = time.monotonic()
     await d.until(lambda: client.engine.conn is None, "the dead link to be found", timeout=3 * keepalive)
     found = time.monotonic() - t0
-    assert found <= 2 * keepalive + 0.5, "half-open link found after %.1f s" % found
+    # socket: 1.5 x keepalive of silence (~3.0 s); paho: 2 x keepalive after its last
+    # byte, checked when the engine steps (3.7-3.9 s seen): more slack for it.
+    limit = 2 * keepalive + (1.0 if transport == "paho" else 0.5)
+    assert found <= limit, "half-open link found after %.1f s" % found
     client["counter"] = 2
     fault_proxy.heal()
     await d.until(lambda: client.session.attach_count > attaches and client.connected, "the re-attach",

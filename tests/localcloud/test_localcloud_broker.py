@@ -76,7 +76,7 @@ def _raw_tls_connect(cloud, port, certfile=None, keyfile=None, user=None, passwo
     body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x0a" + _field(b"probe")
     if user:
         body += _field(user.encode()) + _field(password.encode())
-    with socket.create_connection((cloud.host, port), timeout=3) as raw:
+    with socket.create_connection((cloud.host, port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
             s.sendall(bytes([0x10, len(body)]) + body)
             return s.recv(4)
@@ -170,6 +170,21 @@ def test_stop_leaves_nothing_running(tmp_path):
     with LocalCloud(tmp_path / "wd") as again:
         assert again.password_port == port
         assert again.pki.ca_file.read_bytes() == ca
+
+
+def test_restart_waits_for_a_port_briefly_held_elsewhere(tmp_path):
+    # While the broker is down, another socket may hold one of its ports for a
+    # moment (e.g. the local end of an outgoing connection): restart waits for it.
+    import threading
+
+    with LocalCloud(tmp_path / "wd") as cloud:
+        port = cloud.cert_port
+        cloud.broker.stop()
+        squatter = socket.create_server(("127.0.0.1", port))
+        threading.Timer(0.6, squatter.close).start()
+        cloud.broker.start()
+        assert cloud.broker.running and cloud.cert_port == port
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
 
 
 def test_issue_certificate_from_csr(local_cloud, device_factory, paho_device, tmp_path):

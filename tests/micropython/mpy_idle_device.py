@@ -13,11 +13,18 @@ from arduino_iot_cloud.compat import now_ms
 client = ArduinoCloudClient(getenv("DEVICE_ID"), password=getenv("SECRET_KEY"), sync_mode=True)
 client.register("sw1", value=False)
 client.start()
-settle = time.time() + 1
-while time.time() < settle:  # PUBACKs of the attach, retained messages
-    client.update()
-    time.sleep(0.01)
 engine = client.engine
+# Settle: the attach's PUBACKs, retained messages and late answers all in, then
+# 0.5 s with nothing received (any packet during the locked steps would allocate).
+give_up = time.time() + 10
+quiet_since, last_rx = now_ms(), engine.mqtt._last_rx
+while time.time() < give_up:
+    client.update()
+    if engine.mqtt._last_rx != last_rx or engine.mqtt.inflight_count():
+        quiet_since, last_rx = now_ms(), engine.mqtt._last_rx
+    elif now_ms() - quiet_since >= 500:
+        break
+    time.sleep(0.01)
 failures = 0
 for i in range(200):
     now = now_ms()

@@ -124,6 +124,10 @@ def make_pki(directory):
     return pki
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -167,9 +171,20 @@ class TlsBroker:
         return "\n".join(lines) + "\n"
 
     def start(self):
+        # The ports were free when picked; one may be taken by now: pick again.
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                self.ports = {name: free_port() for name in self.LISTENERS}
+        return self._start()
+
+    def _start(self):
         exe = _mosquitto()
         if exe is None:
             raise RuntimeError("mosquitto is not installed")
+        if len(set(self.ports.values())) != len(self.ports):
+            raise PortTaken("the same port picked twice")
         conf = self.pki.dir / "mosquitto.conf"
         conf.write_text(self._conf())
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -177,7 +192,13 @@ class TlsBroker:
         for port in self.ports.values():
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("mosquitto exited: %s" % self.proc.stderr.read().decode(errors="replace"))
+                    err = self.proc.stderr.read().decode(errors="replace")
+                    self.proc.stderr.close()
+                    if os.path.exists(self.log):  # mosquitto writes bind errors to its log
+                        err += open(self.log, errors="replace").read()[-2000:]
+                    if "in use" in err:
+                        raise PortTaken(err)
+                    raise RuntimeError("mosquitto exited: %s" % err)
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break

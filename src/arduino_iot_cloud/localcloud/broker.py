@@ -214,13 +214,15 @@ class Broker:
         """Start mosquitto and wait until all listeners are open.
 
         Ports not yet chosen are picked free; if one was taken in between (another
-        process grabbed it), fresh ports are tried again, up to three times.
+        process grabbed it), fresh ports are tried again, up to three times.  Ports
+        already chosen (a restart) are kept: a port briefly held by someone else,
+        such as the local end of an outgoing connection, is tried again for ~2 s.
         """
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(exe):
             raise BrokerError("mosquitto not found (apt install mosquitto)")
         fixed = all(k in self.ports for k in ("password", "cert", "admin"))
-        attempts = 1 if fixed else 3
+        attempts = 10 if fixed else 3
         for attempt in range(attempts):
             for k in ("password", "cert", "admin"):
                 if k not in self.ports:
@@ -237,9 +239,13 @@ class Broker:
                 log.info("mosquitto pid %d listening on %s: password %d, cert %d, admin %d",
                          self.proc.pid, HOST, self.ports["password"], self.ports["cert"], self.ports["admin"])
                 return
-            if not fixed and "in use" in error and attempt + 1 < attempts:
-                log.warning("port taken, retrying with fresh ports: %s", error)
-                self.ports = {}
+            if "in use" in error and attempt + 1 < attempts:
+                if fixed:
+                    log.warning("port taken, trying the same ports again: %s", error)
+                    time.sleep(0.2)
+                else:
+                    log.warning("port taken, retrying with fresh ports: %s", error)
+                    self.ports = {}
                 continue
             raise BrokerError("mosquitto did not start: %s (config %s, log %s)" % (error, self.conf, self.log_file))
         raise BrokerError("no free ports for mosquitto")

@@ -108,13 +108,13 @@ class ArduinoCloudClient:
 
         backoff = Backoff(cap_ms=int(reconnect_cap * 1000))
         if transport == "socket":
-            # CPython connects in steps (sync) or on the loop (async); MicroPython's
-            # TLS socket has no handshake step, so it connects in one bounded call.
+            # Connects go in steps; on CPython's asyncio driver, on the loop.  An
+            # SE05x key hand-shakes at once: one bounded call (MicroPython boards).
             cpython = not compat.MICROPYTHON
             self.engine = Engine(device_id, username, password, keepalive, server, port, tls,
                                  self.session, _open_socket, backoff,
                                  open_connection_async=_open_socket_async if cpython else None,
-                                 start_connection=_start_socket if cpython else None)
+                                 start_connection=None if tls.hardware == "se05x" else _start_socket)
         elif transport == "paho":
             if compat.MICROPYTHON:
                 raise ConfigError("transport='paho' runs on CPython only; use transport='socket'")
@@ -295,6 +295,8 @@ class ArduinoCloudClient:
                 timeout = 1000 if deadline is None else max(0, min(deadline - now_ms(), 60000))
                 if self.engine.pending_output():
                     timeout = min(timeout, 5)
+                if self.engine.connecting is not None:
+                    timeout = min(timeout, 20)  # MicroPython's connect: look again soon
                 await waiter.wait(None if conn is None else conn, timeout)
         finally:
             waiter.close()

@@ -1,8 +1,9 @@
 # The network engine both drivers share: one connection, its MQTT protocol,
 # the device session, and reconnects.  Every method returns promptly: reads
-# and writes are non-blocking, and so is the connect where the runtime has a
-# stepwise one (a Connector, CPython); otherwise connect() waits, bounded by
-# connect_timeout.  Drivers decide when to call step() and how to wait.
+# and writes are non-blocking, and so is the connect, taken in steps by a
+# Connector (SE05x keys, which hand-shake at once, connect in one call
+# bounded by connect_timeout).  Drivers decide when to call step() and how
+# to wait.
 
 from .backoff import Backoff
 from .compat import getLogger
@@ -73,7 +74,7 @@ class Engine:
         if self.conn is not None:
             return self.conn.pollable(), False
         if self.connecting is not None:
-            return self.connecting.fileno(), self.connecting.wants_write
+            return self.connecting.pollable(), self.connecting.wants_write
         return None
 
     @property

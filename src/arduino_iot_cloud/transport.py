@@ -1,16 +1,17 @@
 # The socket transport: one TLS connection, used without blocking.
 #
-# A Connector opens the connection in steps (CPython): the TCP connect and
-# the TLS handshake advance as far as the socket allows, then step() returns,
-# so neither driver waits inside the library.  open_connection() does the same
-# work in one blocking call bounded by a time limit (MicroPython, whose TLS
-# socket has no separate handshake step, and SE05x keys).  Either way the
-# result is a non-blocking Connection: recv() returns the bytes available now
-# (None when there are none) and send() writes what the socket takes now.
-# EOF and socket errors become TransportError.  Both runtimes run this file;
-# their different socket methods are bridged here, in the one place they meet.
+# A Connector opens the connection in steps: the TCP connect and the TLS
+# handshake advance as far as the socket allows, then step() returns, so
+# neither driver waits inside the library.  (MicroPython's TLS socket has no
+# handshake step of its own: there the handshake runs inside the first reads
+# and writes of the Connection.)  open_connection() does the same work in one
+# blocking call bounded by a time limit, for SE05x keys, which hand-shake at
+# once.  Either way the result is a non-blocking Connection: recv() returns the
+# bytes available now (None when there are none) and send() writes what the
+# socket takes now.  EOF and socket errors become TransportError.  Both
+# runtimes run this file; their different socket methods are bridged here, in
+# the one place they meet.
 
-import os
 import select
 import socket
 
@@ -85,7 +86,12 @@ except ImportError:  # MicroPython: non-blocking reads return None instead
     class SSLWantWriteError(Exception):
         pass
 
-_WOULD_BLOCK = (11, 35, 115)  # EAGAIN (Linux), EAGAIN (BSD), EINPROGRESS
+try:
+    from errno import EAGAIN, EINPROGRESS
+except ImportError:  # a MicroPython build without errno
+    EAGAIN, EINPROGRESS = 11, 115
+# The runtime's own numbers (lwIP boards differ from Linux) plus the usual ones.
+_WOULD_BLOCK = (EAGAIN, EINPROGRESS, 11, 35, 115)
 
 
 def _errno(e):
@@ -93,11 +99,17 @@ def _errno(e):
 
 
 class Connection:
-    """A connected, non-blocking TLS socket."""
+    """A connected, non-blocking TLS socket.
 
-    def __init__(self, sock, raw):
+    handshake=(tls, host, port) while the TLS handshake may still be under
+    way (MicroPython): until the first bytes go out, errors are reported as
+    handshake failures.
+    """
+
+    def __init__(self, sock, raw, handshake=None):
         self.sock = sock
         self.raw = raw  # the TCP socket under the TLS layer, for poll/fileno
+        self._handshake = handshake
         self._read = getattr(sock, "recv", None) if hasattr(sock, "fileno") else sock.read
         self._write = getattr(sock, "send", None) if hasattr(sock, "fileno") else sock.write
         if not hasattr(sock, "fileno") and hasattr(sock, "readinto"):
@@ -125,7 +137,11 @@ class Connection:
         except OSError as e:
             if _errno(e) in _WOULD_BLOCK:
                 return None
-            raise tls_error(e, handshake=False) or TransportError("connection lost: %s" % e)
+            raise self._lost(e)
+        except ValueError as e:  # MicroPython: mbedTLS's certificate check, in the handshake
+            if self._handshake is None:
+                raise
+            raise self._lost(e)
         if data is None:
             return None
         if not data:
@@ -140,8 +156,20 @@ class Connection:
         except OSError as e:
             if _errno(e) in _WOULD_BLOCK:
                 return 0
-            raise tls_error(e, handshake=False) or self._alert() or TransportError("connection lost: %s" % e)
+            raise self._lost(e, after_write=True)
+        except ValueError as e:  # MicroPython: mbedTLS's certificate check, in the handshake
+            if self._handshake is None:
+                raise
+            raise self._lost(e)
+        if n:
+            self._handshake = None  # TLS sends application data only after the handshake
         return n or 0
+
+    def _lost(self, e, after_write=False):
+        if self._handshake is not None:
+            return _handshake_error(e, *self._handshake)
+        return (tls_error(e, handshake=False) or (after_write and self._alert())
+                or TransportError("connection lost: %s" % e))
 
     def _alert(self):
         # A write failed: the peer may have sent a TLS alert before closing (a
@@ -241,14 +269,15 @@ def resolve(host, port):
 
 
 class Connector:
-    """A TCP connect and TLS handshake taken in steps (CPython).
+    """A TCP connect and TLS handshake taken in steps.
 
     step(now) does what the socket allows at once and returns the
-    Connection when the handshake is done, None while it is under way; a
-    failed attempt, or one still unfinished at its deadline, raises
-    TransportError (TLSError for TLS) with the socket closed.  Between steps
-    the driver waits for fileno() to become writable (wants_write) or
-    readable, or for the deadline (ms, the clock of now).
+    Connection when the handshake is done (MicroPython: when it can start),
+    None while it is under way; a failed attempt, or one still unfinished at
+    its deadline, raises TransportError (TLSError for TLS) with the socket
+    closed.  Between steps the driver waits for pollable() to become
+    writable (wants_write) or readable, or for the deadline (ms, the clock
+    of now).
     """
 
     def __init__(self, address, host, port, tls, timeout_ms, now):
@@ -267,9 +296,9 @@ class Connector:
                 self.close()
                 raise TransportError("cannot connect to %s:%d: %s" % (host, port, e))
 
-    def fileno(self):
+    def pollable(self):
         # ssl's wrap_socket detaches the TCP socket: the TLS socket holds the descriptor
-        return (self._sock if self._sock is not None else self._raw).fileno()
+        return self._sock if self._sock is not None else self._raw
 
     def step(self, now):
         try:
@@ -295,12 +324,13 @@ class Connector:
 
     def _advance(self):
         if self._sock is None:
-            if not _writable(self._raw):
+            if not _tcp_done(self._raw):
                 return None
-            err = self._raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                raise OSError(err, os.strerror(err))
             self._sock = self.tls.wrap(self._raw, self.host, handshake=False)
+            if not hasattr(self._sock, "do_handshake"):
+                # MicroPython: the handshake runs inside the Connection's first
+                # reads and writes (the CONNECT), bounded by the CONNACK timeout.
+                return Connection(self._sock, self._raw, (self.tls, self.host, self.port))
         try:
             self._sock.do_handshake()
         except SSLWantReadError:
@@ -320,14 +350,21 @@ class Connector:
                     pass
 
 
-def _writable(sock):
+def _tcp_done(sock):
+    # True once a non-blocking connect has finished; raises its error if it failed.
     poller = select.poll()  # not select.select: a fleet's descriptors pass 1024
-    poller.register(sock.fileno(), select.POLLOUT)
-    return bool(poller.poll(0))
+    poller.register(sock, select.POLLOUT)
+    ready = poller.poll(0)
+    if not ready:
+        return False
+    if ready[0][1] & (select.POLLERR | select.POLLHUP):
+        sock.recv(1)  # raises the connect's error (ECONNREFUSED, ...), on both runtimes
+        raise OSError("connection failed")
+    return True
 
 
 def start_connection(host, port, tls, timeout_ms, now):
-    """A Connector to host:port (CPython; the name lookup may wait on DNS)."""
+    """A Connector to host:port (the name lookup may wait on DNS)."""
     return Connector(resolve(host, port), host, port, tls, timeout_ms, now)
 
 
@@ -362,7 +399,7 @@ async def open_connection_async(host, port, tls, timeout=10.0):
 
 async def _ready(loop, connector, deadline):
     """Wait until the connector's socket is ready for its next step, or the deadline."""
-    fd = connector.fileno()
+    fd = connector.pollable()
     add, remove = (loop.add_writer, loop.remove_writer) if connector.wants_write else \
         (loop.add_reader, loop.remove_reader)
     done = loop.create_future()

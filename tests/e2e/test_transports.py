@@ -312,7 +312,7 @@ def test_sync_update_does_not_wait_for_the_tls_handshake():
         assert not connector.wants_write  # TCP is up; waiting for the server's TLS answer
         client.stop()
         assert client.engine.connecting is None
-        assert connector.fileno() == -1  # its socket was closed by stop()
+        assert connector.pollable().fileno() == -1  # its socket was closed by stop()
     finally:
         silent.close()
 

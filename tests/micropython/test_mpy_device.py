@@ -8,11 +8,14 @@ by reconnecting, attaching again and fetching the last values again, after which
 still arrive.
 """
 
+import os
+
 import pytest
 
 from mpy_helpers import EXAMPLE, EXAMPLES, SRC, mpy_env
 
 WAIT = 20.0
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def device_env(cloud, dev, mode, **extra):
@@ -167,3 +170,28 @@ def test_example_runs_unchanged_on_cpython(local_cloud, device_factory):
         assert r.returncode == 0, r.stdout + r.stderr
         assert "starting %s" % mode in r.stdout and "attached 1 %s" % dev.thing_id in r.stdout, r.stdout
         assert r.stdout.rstrip().endswith("stopped"), r.stdout
+
+
+@pytest.mark.e2e
+def test_sync_update_returns_while_a_silent_server_holds_the_handshake(mpy):
+    # MicroPython's TLS socket hand-shakes inside its reads and writes: the
+    # connect goes on across update() calls instead of waiting in one.
+    import socket
+    import time
+
+    from mpy_helpers import run_mpy
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never answers TLS
+    try:
+        t0 = time.monotonic()
+        r = run_mpy([os.path.join(HERE, "mpy_silent_connect.py")],
+                    mpy_env(SRC, SILENT_PORT=silent.getsockname()[1]), timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        silent.close()
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "PENDING True False None" in out, out
+    assert "ERROR TransportError no CONNACK from the broker within 1500 ms" in out, out
+    assert "RETRY_SCHEDULED True" in out, out
+    assert took < 25, "the connect attempt was not bounded (%.1f s)" % took

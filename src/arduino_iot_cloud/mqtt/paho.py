@@ -145,6 +145,7 @@ class PahoEngine:
         period = keepalive * 50 if keepalive else _HOUSEKEEPING_MAX_MS
         self._housekeeping_ms = max(_HOUSEKEEPING_MIN_MS, min(_HOUSEKEEPING_MAX_MS, period))
         self.conn: Optional[_Conn] = None
+        self.connecting = None  # paho connects in one call: never a connect under way between steps
         self.next_attempt = 0
         self.last_error: Optional[CloudError] = None
         self.logged_in = False         # CONNACK 0 seen on the current connection

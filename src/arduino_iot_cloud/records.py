@@ -429,6 +429,34 @@ class Television(Composite):
     PLAYBACK_NONE = 255
 
 
+_DAY = 86400
+_UNIT_SECONDS = (1, 60, 3600, 86400)  # msk bits 31-30: seconds, minutes, hours, days
+_ONE_SHOT, _FIXED, _WEEKLY, _MONTHLY, _YEARLY = 0, 1, 2, 3, 4  # msk bits 29-26
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _leap(year):
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def day_and_month(t):
+    """(day of the month 1-31, month 0-11) of unix time t (t >= 0), read as UTC.
+
+    Our own arithmetic: MicroPython boards do not all count time from 1970.
+    """
+    days, year = t // _DAY, 1970
+    while days >= (366 if _leap(year) else 365):
+        days -= 366 if _leap(year) else 365
+        year += 1
+    for month, length in enumerate(_MONTH_DAYS):
+        if month == 1 and _leap(year):
+            length += 1
+        if days < length:
+            return days + 1, month
+        days -= length
+    raise ValueError("unreachable: a year has 12 months")
+
+
 class Schedule(Composite):
     """A schedule set from the dashboard; `active` tells whether it is on now.
 
@@ -458,14 +486,37 @@ class Schedule(Composite):
         return None
 
     def is_active(self, now):
-        """One-shot and fixed-interval schedules, per the msk layout of PROTOCOL.md."""
+        """Whether the schedule is on at local time `now` (unix seconds plus the UTC offset).
+
+        Between frm and to (to 0: no end), a window of len seconds opens at
+        frm and then, by the type in msk: never again (one-shot); every N
+        units (fixed interval); at frm's time of day on the days of a weekly
+        mask (bit 0 Sunday), on one day of each month, or on one day of one
+        month each year.  Windows are half-open: [start, start + len).
+        """
         frm, to, length, msk = self.frm, self.to, self.len, self.msk
-        if now < frm or (to and now >= to):
+        if now <= 0 or now < frm or (to and now >= to):  # 0: the clock is not set yet
             return False
         kind = (msk >> 26) & 0x0F
-        if kind == 1:  # fixed interval: repeats every N units
-            unit = (1, 60, 3600, 86400)[(msk >> 30) & 0x03]
-            period = (msk & 0x03FFFFFF) * unit
-            if period:
-                return (now - frm) % period < length
-        return now < frm + length
+        if kind == _ONE_SHOT:
+            period = 0
+        elif kind == _FIXED:
+            period = _UNIT_SECONDS[(msk >> 30) & 0x03] * (msk & 0x03FFFFFF)
+        elif kind in (_WEEKLY, _MONTHLY, _YEARLY):
+            if not self._on_a_listed_day(kind, msk, now):
+                return False
+            period = _DAY
+        else:  # a type this library does not know: never on, rather than on at random
+            return False
+        elapsed = now - frm
+        return (elapsed % period if period else elapsed) < length
+
+    @staticmethod
+    def _on_a_listed_day(kind, msk, now):
+        if kind == _WEEKLY:
+            weekday = (now // _DAY + 4) % 7  # 1970-01-01 was a Thursday; Sunday is 0
+            return bool(msk >> weekday & 1)
+        day, month = day_and_month(now)
+        if day != msk & 0xFF:
+            return False
+        return kind == _MONTHLY or month == (msk >> 8) & 0xFF

@@ -313,6 +313,59 @@ def test_schedule_one_shot_and_fixed_interval():
     assert sch.is_active(1062) and not sch.is_active(1066) and not sch.is_active(2001)
 
 
+MON_0800 = 1793606400  # 2026-11-02 08:00, a Monday (local time: the offset is already added)
+DAY = 86400
+
+
+def test_schedule_weekly_opens_at_the_start_time_on_the_listed_days():
+    mon_wed = (2 << 26) | (1 << 1) | (1 << 3)  # weekly, bit 0 = Sunday
+    sch = Schedule("w", frm=MON_0800, to=0, len=3600, msk=mon_wed)
+    assert not sch.is_active(MON_0800 - 1)
+    assert sch.is_active(MON_0800) and sch.is_active(MON_0800 + 1800)
+    assert not sch.is_active(MON_0800 + 3600)  # the window is [08:00, 09:00)
+    assert not sch.is_active(MON_0800 + DAY + 1800)  # Tuesday
+    assert sch.is_active(MON_0800 + 2 * DAY + 1800)  # Wednesday
+    assert not sch.is_active(MON_0800 + 2 * DAY - 60)  # Wednesday 07:59
+    assert sch.is_active(MON_0800 + 7 * DAY)  # next Monday
+    sch.to = MON_0800 + 7 * DAY
+    assert not sch.is_active(MON_0800 + 7 * DAY)  # the schedule has ended
+
+
+def test_schedule_monthly_and_yearly_match_the_day_and_month():
+    xmas = 1798183800  # 2026-12-25 07:30
+    monthly = Schedule("m", frm=xmas, to=0, len=60, msk=(3 << 26) | 25)
+    assert monthly.is_active(xmas + 10)
+    assert monthly.is_active(xmas + 31 * DAY + 30)  # 2027-01-25 07:30:30
+    assert not monthly.is_active(xmas + 32 * DAY + 30)  # the 26th
+    assert not monthly.is_active(xmas + 31 * DAY + 60)  # the window is over
+    yearly = Schedule("y", frm=xmas, to=0, len=60, msk=(4 << 26) | (11 << 8) | 25)  # December (11), 25
+    assert yearly.is_active(xmas + 365 * DAY + 10)  # 2027-12-25
+    assert not yearly.is_active(xmas + 31 * DAY + 10)  # 2027-01-25: the day, not the month
+
+
+def test_schedule_of_an_unknown_type_or_without_a_clock_is_never_active():
+    assert not Schedule("u", frm=0, to=0, len=10 ** 9, msk=7 << 26).is_active(MON_0800)
+    assert not Schedule("c", frm=0, to=0, len=10 ** 9, msk=0).is_active(0)  # clock not set
+
+
+def test_day_and_month_agree_with_the_runtime_calendar():
+    import time
+
+    from arduino_iot_cloud.records import day_and_month
+
+    assert day_and_month(1835416800) == (29, 1)  # 2028-02-29 06:00
+    assert day_and_month(951782400) == (29, 1)  # 2000-02-29: a leap year (divisible by 400)
+    assert day_and_month(4107542400) == (1, 2)  # 2100-03-01: 2100 is not a leap year
+    assert day_and_month(1798761599) == (31, 11)  # 2026-12-31 23:59:59
+    if time.gmtime(0)[0] != 1970:  # a board whose epoch is 2000: the fixed cases above stand
+        return
+    t = 0
+    while t < 4102444800:  # to 2100: every month end and leap day is met over the years
+        tm = time.gmtime(t)
+        assert day_and_month(t) == (tm[2], tm[1] - 1), t
+        t += 11 * DAY + 3607
+
+
 def test_partial_composite_waits_until_every_field_is_known():
     loc = Location("loc")
     s, link, reg = _ready(loc)

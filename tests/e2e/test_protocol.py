@@ -324,6 +324,37 @@ async def test_device_without_a_thing_keeps_asking_then_attaches(local_cloud, de
     await until_reported(d, local_cloud, dev, "out", 3)
 
 
+# --- schedules ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_weekly_schedule_follows_the_devices_local_day(local_cloud, device_factory, driven, mode):
+    # The timezone puts the device on another day than UTC (local 23:00 yesterday or
+    # 01:00 tomorrow, an hour from midnight either way): a schedule for the local
+    # weekday must turn on, and one for the UTC weekday must not.
+    day = 86400
+    now = int(time.time())
+    time_of_day = now % day
+    offset = -(time_of_day + 3600) if time_of_day < 12 * 3600 else day - time_of_day + 3600
+    dev = device_factory(tz_offset=offset, tz_dst_until=now + 30 * day)
+    client = make_client(local_cloud, dev, TRANSPORT, mode)
+    activations = []
+    client.register(Schedule("alarm", interval=0.1,
+                             on_active=lambda c, sched: activations.append((sched.frm, sched.msk))))
+    d = await driven(client)
+    await d.attached()
+    await d.until(lambda: client["tz_offset"] == offset, "the timezone")
+    local = int(time.time()) + offset
+    local_weekday, utc_weekday = (local // day + 4) % 7, (int(time.time()) // day + 4) % 7
+    assert local_weekday != utc_weekday
+    on = {"frm": local - 60, "to": 0, "len": 600, "msk": (2 << 26) | (1 << local_weekday)}
+    local_cloud.set(dev, "alarm", on)
+    await d.until(lambda: activations, "on_active")
+    assert client["alarm"].active and activations == [(on["frm"], on["msk"])]
+    local_cloud.set(dev, "alarm", dict(on, msk=(2 << 26) | (1 << utc_weekday)))
+    await d.until(lambda: not client["alarm"].active, "the schedule to turn off on another day")
+    assert len(activations) == 1
+
+
 # --- timezone -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("variant,mode", [("event", "sync"), ("command", "async")])

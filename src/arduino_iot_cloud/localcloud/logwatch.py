@@ -11,7 +11,10 @@ flushes every line.  Lines we understand (mosquitto 2.0)::
     Client CLIENT has exceeded timeout, disconnecting.
     Socket error on client CLIENT, disconnecting.
     Client <unknown> disconnected, not authorised.    (CONNACK 5)
-    Client <unknown> disconnected: Protocol error.    (e.g. TLS without client certificate)
+    OpenSSL Error[0]: error:0A0000C7:SSL routines::peer did not return a certificate
+    Client <unknown> disconnected: Protocol error.    (TLS refused after the connection was set up)
+    Client connection from 127.0.0.1 failed: error:0A0000C7:SSL routines::peer did not return a certificate.
+                                                      (TLS refused inside accept: no other line)
     Client CLIENT already connected, closing old connection.   (same client id again)
     CLIENT 1 /a/d/DEV/e/i                             (subscribe: client, QoS, filter)
     CLIENT /a/d/DEV/e/i                               (unsubscribe)
@@ -41,6 +44,8 @@ _CONNECTED = re.compile(_TS + r"New client connected from (\S+) as (\S+) \(p(\d+
 _GONE = re.compile(_TS + r"Client (\S+) (disconnected|closed its connection|has exceeded timeout"
                    r"|already connected)(.*)$")
 _SOCKET_ERROR = re.compile(_TS + r"Socket error on client (\S+), disconnecting\.$")
+_TLS_ERROR = re.compile(_TS + r"OpenSSL Error\[\d+\]: (.*)$")
+_ACCEPT_FAILED = re.compile(_TS + r"Client connection from (\S+) failed: (.*?)\.?$")
 _SUBSCRIBE = re.compile(_TS + r"(\S+) (\d) (\S+)$")
 _UNSUBSCRIBE = re.compile(_TS + r"(\S+) (/\S*)$")
 _RELOAD = re.compile(_TS + r"Reloading config\.$")
@@ -66,6 +71,7 @@ class LogWatch:
         self._partial = b""
         self._ports: Dict[str, int] = {}  # peer address -> listener port
         self._last_port: Optional[int] = None
+        self._tls_error: Optional[str] = None  # the OpenSSL line before a refusal
         self._stop = threading.Event()
         self._file: Optional[BinaryIO] = None
         self._thread: Optional[threading.Thread] = None
@@ -131,6 +137,7 @@ class LogWatch:
         m = _NEW_CONN.match(line)
         if m:
             self._ports[m.group(1)] = self._last_port = int(m.group(2))
+            self._tls_error = None  # an older error belongs to an older connection
             return
         m = _CONNECTED.match(line)
         if m:
@@ -147,9 +154,22 @@ class LogWatch:
             how = m.group(2) if m.re is _GONE else "socket error"
             reason = (m.group(3) if m.re is _GONE else "").strip(" ,:.") or how
             if client == "<unknown>":
-                self.callback("refused", None, {"reason": reason, "port": self._last_port})
+                detail = {"reason": reason, "port": self._last_port}
+                if self._tls_error is not None:
+                    detail["tls_error"] = self._tls_error
+                self._tls_error = None
+                self.callback("refused", None, detail)
             else:
                 self.callback("disconnect", client, {"how": how, "reason": reason})
+            return
+        m = _TLS_ERROR.match(line)
+        if m:
+            self._tls_error = m.group(1)
+            return
+        m = _ACCEPT_FAILED.match(line)
+        if m:  # the handshake failed before mosquitto logged the connection at all
+            self.callback("refused", None, {"reason": "TLS handshake failed", "tls_error": m.group(2),
+                                            "peer": m.group(1), "port": None})
             return
         if _RELOAD.match(line):
             self.callback("reload", None, {})

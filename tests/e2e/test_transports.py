@@ -294,25 +294,66 @@ async def test_connect_to_a_silent_server_is_bounded_by_the_timeout(driven, tran
         silent.close()
 
 
-def test_sync_update_does_not_wait_for_the_tls_handshake():
+def _connect_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("paho-connect")]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sync_update_does_not_wait_for_the_tls_handshake(transport):
     # A blocking connect would hold the first update() for the whole connect
     # timeout (60 s here, past the test's time limit).  The socket transport
-    # connects in steps: each update() returns while the handshake is pending.
+    # connects in steps; paho's blocking connect runs in a thread of its own.
+    # Either way each update() returns while the handshake is pending.
     silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never answers TLS
     try:
         client = ArduinoCloudClient("silent-device", password="x", server="127.0.0.1",
-                                    port=silent.getsockname()[1], sync_mode=True)
+                                    port=silent.getsockname()[1], sync_mode=True, transport=transport)
         client.engine.connect_timeout = 60
         for _ in range(20):
             client.update()
             time.sleep(0.005)
-        connector = client.engine.connecting
-        assert connector is not None and not client.engine.connected
+        attempt = client.engine.connecting
+        assert attempt is not None and not client.engine.connected
         assert client.engine.last_error is None
-        assert not connector.wants_write  # TCP is up; waiting for the server's TLS answer
+        if transport == "socket":
+            assert not attempt.wants_write  # TCP is up; waiting for the server's TLS answer
+        else:
+            assert len(_connect_threads()) == 1
         client.stop()
         assert client.engine.connecting is None
-        assert connector.pollable().fileno() == -1  # its socket was closed by stop()
+        if transport == "socket":
+            assert attempt.pollable().fileno() == -1  # its socket was closed by stop()
+        else:
+            # The abandoned attempt ends when the server gives up, and no new one starts meanwhile.
+            client.update()
+            assert client.engine.connecting is None
+            peer, _ = silent.accept()
+            peer.close()
+            deadline = time.monotonic() + 5
+            while _connect_threads() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not _connect_threads()
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_the_event_loop_runs_while_a_silent_server_holds_the_handshake(transport):
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        client = ArduinoCloudClient("silent-device", password="x", server="127.0.0.1",
+                                    port=silent.getsockname()[1], transport=transport)
+        client.engine.connect_timeout = 3  # a blocking connect would stall the loop this long
+        task = asyncio.create_task(client.run())
+        ticks = [time.monotonic()]
+        while ticks[-1] - ticks[0] < 1.0:
+            await asyncio.sleep(0.01)
+            ticks.append(time.monotonic())
+        assert not client.engine.connected and client.engine.last_error is None  # still hand-shaking
+        client.stop()
+        await asyncio.wait_for(task, 5)
+        longest = max(b - a for a, b in zip(ticks, ticks[1:]))
+        assert longest < 0.5, "the loop stood still for %.2f s" % longest
     finally:
         silent.close()
 

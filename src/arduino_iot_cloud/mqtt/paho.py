@@ -14,12 +14,16 @@
 #   - keys in a PKCS#11 token: paho wraps its socket with Python's ssl module,
 #     which cannot take a key from an OpenSSL engine (M2Crypto); ConfigError.
 #   - SE05x keys: they need MicroPython's se05x module; ConfigError.
-#   - connect() blocks (TCP connect + TLS handshake, bounded by
-#     connect_timeout) also in async mode: paho has no asyncio connect.
+#
+# paho's connect() blocks (TCP connect and TLS handshake, bounded by
+# connect_timeout), so it runs in a short-lived thread, one attempt at a time
+# (_ConnectAttempt).  That thread calls no callback: paho answers nothing
+# before the CONNACK, which step() reads in the caller's thread.
 
 from __future__ import annotations
 
 import ssl
+import threading
 from typing import Any, Optional, Set, Tuple
 
 from ..backoff import Backoff
@@ -47,6 +51,8 @@ _HOUSEKEEPING_MIN_MS = 50
 _HOUSEKEEPING_MAX_MS = 1000
 # How long the broker gets to answer CONNECT (as MQTTProtocol does).
 _CONNACK_TIMEOUT_MS = 10000
+# How often step() looks whether a connect under way has finished.
+_CONNECT_POLL_MS = 10
 
 # paho 2.x reports an MQTT 3.1.1 CONNACK refusal as an MQTT 5 reason code;
 # ConnectRefused carries the 3.1.1 return code the broker sent.
@@ -125,10 +131,54 @@ class _Link:
         return engine.logged_in and len(engine.unacked) < engine.max_inflight
 
 
+class _ConnectAttempt:
+    """One paho connect() in a thread of its own, so that neither update() nor
+    the event loop waits for the TCP connect and the TLS handshake.
+
+    The thread owns the paho client until it has finished; the engine reads
+    `error` only after `finished`.  An attempt abandoned by close() closes the
+    socket it opened itself.
+    """
+
+    def __init__(self, client: Any, host: str, port: int, keepalive: int) -> None:
+        self.finished = False
+        self.error: Optional[Exception] = None
+        self._abandoned = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(client, host, port, keepalive),
+                                        name="paho-connect %s:%d" % (host, port), daemon=True)
+        self._thread.start()
+
+    def _run(self, client: Any, host: str, port: int, keepalive: int) -> None:
+        try:
+            client.connect(host, port, keepalive)
+        except Exception as e:  # refused, unreachable, timed out, TLS handshake or certificate check
+            self.error = e
+        with self._lock:
+            self.finished = True
+            if self._abandoned:
+                _close_socket_of(client)
+
+    def abandon(self) -> bool:
+        """Leave the connection to the thread to close; False if it has already finished."""
+        with self._lock:
+            self._abandoned = not self.finished
+            return self._abandoned
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+
+def _close_socket_of(client: Any) -> None:
+    sock = client.socket()
+    if sock is not None:
+        sock.close()
+
+
 class PahoEngine:
     """engine.Engine's counterpart with paho-mqtt doing the MQTT."""
 
-    connects_async = False  # paho's connect() blocks, bounded by connect_timeout
+    connects_async = False  # connect() starts a _ConnectAttempt; step() picks up its result
 
     def __init__(self, client_id: str, username: Optional[str], password: Optional[str], keepalive: int,
                  host: str, port: int, tls: TLSConfig, session: DeviceSession,
@@ -145,7 +195,8 @@ class PahoEngine:
         period = keepalive * 50 if keepalive else _HOUSEKEEPING_MAX_MS
         self._housekeeping_ms = max(_HOUSEKEEPING_MIN_MS, min(_HOUSEKEEPING_MAX_MS, period))
         self.conn: Optional[_Conn] = None
-        self.connecting = None  # paho connects in one call: never a connect under way between steps
+        self.connecting: Optional[_ConnectAttempt] = None  # the attempt under way
+        self._abandoned: Optional[_ConnectAttempt] = None  # one close() left to finish on its own
         self.next_attempt = 0
         self.last_error: Optional[CloudError] = None
         self.logged_in = False         # CONNACK 0 seen on the current connection
@@ -184,23 +235,34 @@ class PahoEngine:
         return self.conn is not None
 
     def due(self, now: int) -> bool:
-        return self.conn is None and now >= self.next_attempt
+        if self._abandoned is not None and self._abandoned.running():
+            return False  # that thread still holds the paho client
+        return self.conn is None and self.connecting is None and now >= self.next_attempt
 
     def wait_target(self) -> Optional[Tuple[int, bool]]:
         """(pollable, wait for writable?) that the next step waits on, or None."""
         return (self.conn.pollable(), False) if self.conn is not None else None
 
     def connect(self, now: int) -> bool:
-        """One connect attempt (blocks up to connect_timeout); True when the socket is open."""
+        """Start a connect attempt; it goes on in its own thread, and step()
+        takes its result.  Returns False: the socket is not open yet."""
         self._now = now
         self.logged_in = False
         self._refused = None
         self._lost = None
-        try:
-            self.client.connect(self.host, self.port, self.keepalive)
-        except OSError as e:  # refused, unreachable, timed out, TLS handshake or certificate check
-            self._failed(now, tls_error(e, self.host, self.port)
-                         or TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, e)))
+        self.connecting = _ConnectAttempt(self.client, self.host, self.port, self.keepalive)
+        return False
+
+    def _connect_finished(self, now: int) -> bool:
+        """Take the result of the finished attempt; True when the socket is open."""
+        error = self.connecting.error
+        self.connecting = None
+        if isinstance(error, OSError):
+            self._failed(now, tls_error(error, self.host, self.port)
+                         or TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, error)))
+            return False
+        if error is not None:  # e.g. a host name paho cannot use
+            self._failed(now, TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, error)))
             return False
         sock = self.client.socket()
         if sock is None:
@@ -217,7 +279,10 @@ class PahoEngine:
         deadline (ms).  Link errors drop the connection and schedule a reconnect."""
         self._now = now
         if self.conn is None:
-            return self.next_attempt
+            if self.connecting is None:
+                return self.next_attempt
+            if not (self.connecting.finished and self._connect_finished(now)):
+                return now + _CONNECT_POLL_MS if self.connecting is not None else self.next_attempt
         try:
             more = self._read()
             self.client.loop_misc()  # keepalive: PINGREQ, or close a dead link
@@ -251,6 +316,12 @@ class PahoEngine:
 
     def close(self) -> None:
         """Disconnect politely (DISCONNECT sent if possible)."""
+        if self.connecting is not None:
+            if self.connecting.abandon():
+                self._abandoned = self.connecting
+            else:
+                _close_socket_of(self.client)
+            self.connecting = None
         self._close_socket()
 
     # --- internals ----------------------------------------------------------------------
@@ -281,9 +352,7 @@ class PahoEngine:
                 # paho's own way out: DISCONNECT, then it closes the socket.
                 self.client.disconnect()
                 self.client.loop_write()
-            sock = self.client.socket()
-            if sock is not None:  # the DISCONNECT could not be written now
-                sock.close()
+            _close_socket_of(self.client)  # if the DISCONNECT could not be written now
         self.logged_in = False
         self.session.on_disconnected()
 

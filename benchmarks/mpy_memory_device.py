@@ -47,7 +47,7 @@ def _getenv(name, default=None):
 def _device():
     before = heap()
     import micropython_device as example  # the example's settings, client and properties
-    import arduino_iot_cloud.transport  # noqa: F401 - imported at the first connect: count it here
+    import arduino_iot_cloud.connect  # noqa: F401 - imported at the first connect: count it here
 
     after = heap()
     out("imports", after - before)

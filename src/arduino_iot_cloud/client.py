@@ -46,19 +46,19 @@ def _getenv(name):
 
 
 def _open_socket(host, port, tls, timeout):
-    from .transport import open_connection
+    from .connect import open_connection
 
     return open_connection(host, port, tls, timeout)
 
 
 def _start_socket(host, port, tls, timeout_ms, now):
-    from .transport import start_connection
+    from .connect import start_connection
 
     return start_connection(host, port, tls, timeout_ms, now)
 
 
 async def _open_socket_async(host, port, tls, timeout):
-    from .transport import open_connection_async
+    from .connect_async import open_connection_async
 
     return await open_connection_async(host, port, tls, timeout)
 

@@ -21,7 +21,7 @@ import pytest
 
 from arduino_iot_cloud.errors import TransportError
 from arduino_iot_cloud.tls import TLSConfig
-from arduino_iot_cloud.transport import open_connection
+from arduino_iot_cloud.connect import open_connection
 
 
 class EchoServer:
@@ -212,7 +212,7 @@ def test_tlsconfig_repr_hides_the_pin(tls_params):
 # -- the asyncio driver's connect: the handshake waits on the loop -----------------------------
 
 async def test_async_connect_hand_shakes_on_the_loop(hsm_cloud, hsm_device, echo, tls_params):
-    from arduino_iot_cloud.transport import open_connection_async
+    from arduino_iot_cloud.connect_async import open_connection_async
 
     tls = TLSConfig(tls_params, ca_override=hsm_cloud.ca_file)
     conn = await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)
@@ -226,7 +226,7 @@ async def test_async_connect_hand_shakes_on_the_loop(hsm_cloud, hsm_device, echo
 async def test_async_handshake_does_not_block_the_loop(hsm_cloud, tls_params):
     import asyncio
 
-    from arduino_iot_cloud.transport import open_connection_async
+    from arduino_iot_cloud.connect_async import open_connection_async
 
     silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never answers TLS
     ticks = 0
@@ -251,7 +251,7 @@ async def test_async_handshake_does_not_block_the_loop(hsm_cloud, tls_params):
 
 
 async def test_async_handshake_failure_is_transport_error(hsm_cloud, echo, tls_params):
-    from arduino_iot_cloud.transport import open_connection_async
+    from arduino_iot_cloud.connect_async import open_connection_async
 
     tls = TLSConfig(dict(tls_params, server_hostname="not-the-broker.example"), ca_override=hsm_cloud.ca_file)
     with pytest.raises(TransportError, match="handshake"):

@@ -278,18 +278,61 @@ def test_tasks_and_on_read_run_on_their_interval():
     runs = []
     reg = Registry()
     reg.add(Task("t1", on_run=lambda client, args: runs.append(("t1", args)), interval=1.0, args=7))
-    one_arg = lambda client: runs.append(("t2", None))  # noqa: E731
-    if not hasattr(one_arg, "__code__"):
-        # MicroPython cannot tell how many arguments a function takes: it
-        # calls on_run(client, args) as 1.4.1 did.
-        one_arg = lambda client, args: runs.append(("t2", None))  # noqa: E731
-    reg.add(Task("t2", on_run=one_arg, interval=0.5))
+    reg.add(Task("t2", on_run=lambda client: runs.append(("t2", None)), interval=0.5))
     r = Property("r", on_read=lambda client: 42, interval=2.0)
     reg.add(r)
     assert reg.run_due("c", 0) == 500
     assert runs == [("t1", 7), ("t2", None)] and r.value == 42
     reg.run_due("c", 500)
     assert runs[-1] == ("t2", None) and len(runs) == 3
+
+
+class _Counter:
+    """A callable object: no __code__ to read its arguments from, on either runtime."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, client):
+        self.calls.append(client)
+
+
+class _CounterWithArgs(_Counter):
+    def __call__(self, client, args):
+        self.calls.append((client, args))
+
+
+def test_task_learns_from_its_first_run_whether_on_run_takes_args():
+    # MicroPython functions (and callable objects anywhere) do not say how many
+    # arguments they take: the first run tries on_run(client, args), as 1.4.1
+    # did, then on_run(client), and keeps to what worked.
+    reg = Registry()
+    one, two = _Counter(), _CounterWithArgs()
+    reg.add(Task("one", on_run=one, interval=1.0))
+    reg.add(Task("two", on_run=two, interval=1.0))
+    for now in (0, 1000, 2000):
+        reg.run_due("c", now)
+    assert one.calls == ["c", "c", "c"]
+    assert two.calls == [("c", None)] * 3
+
+
+def test_a_type_error_inside_on_run_is_not_taken_for_the_wrong_argument_count():
+    calls = []
+
+    def broken(client, args):
+        calls.append(client)
+        return len(5)  # a TypeError, but not about on_run's arguments
+
+    task = Task("broken", on_run=broken, interval=1.0)
+    task._pass_args = None  # as on MicroPython, where it cannot be read
+    for _ in range(2):
+        try:
+            task.run("c")
+        except TypeError as e:
+            assert "len" in str(e), str(e)  # the user's error, not a retry's
+        else:
+            raise AssertionError("no TypeError")
+    assert calls == ["c", "c"]  # called once a run, never retried with fewer arguments
 
 
 def test_failing_on_read_is_isolated():

@@ -26,7 +26,14 @@ device files itself (under a file lock) and then asks the running cloud to
 ``get`` and ``list`` read ``devices.json`` (last values are saved at stop).
 """
 
-from .cloud import LocalCloud, running_instance
-from .store import Device
+from ..localcloud_entry import EXTRA_HINT
+
+try:
+    import paho.mqtt.client  # noqa: F401  (the emulator and the CLI's control client use it)
+except ImportError:
+    raise ImportError(EXTRA_HINT) from None
+
+from .cloud import LocalCloud, running_instance  # noqa: E402
+from .store import Device  # noqa: E402
 
 __all__ = ["LocalCloud", "Device", "running_instance"]

@@ -1,7 +1,7 @@
 # Two commands matter: `make demo` (a device on the local cloud) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy clean
+.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy mpy-lib clean
 
 # Everything the demo and the tests need (apt packages need root; see .ci/setup).
 setup:
@@ -31,5 +31,9 @@ bench:
 bench-mpy:
 	$(PYTHON) benchmarks/mpy_memory.py
 
+# The device library for a board, installed by MicroPython's mip from this checkout (offline).
+mpy-lib:
+	$(PYTHON) tools/mip_install.py build/lib
+
 clean:
-	rm -rf .localcloud .venv-141 benchmarks/results .pytest_cache
+	rm -rf .localcloud .venv-141 benchmarks/results .pytest_cache build

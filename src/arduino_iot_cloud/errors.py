@@ -46,8 +46,9 @@ class ConnectRefused(RemoteError):
         1: "unacceptable protocol version",
         2: "client identifier rejected",
         3: "server unavailable",
-        4: "bad username or password",
-        5: "not authorized",
+        4: "bad username or password (check the device id and secret key)",
+        # What mosquitto (and the cloud) answer to a wrong password, too.
+        5: "not authorized (wrong device id or secret key, or a certificate the broker does not accept)",
     }
 
     def __init__(self, code):

@@ -391,6 +391,9 @@ async def test_wrong_password_is_reported_as_connect_refused(local_cloud, device
     assert isinstance(client.engine.last_error, ConnectRefused)
     assert error.code == 5  # mosquitto: not authorized
     assert "refused" in str(error)
+    # The README shows the user exactly this line.
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    assert "ConnectRefused: %s" % error in readme
     assert client.engine.conn is None and not client.connected
     # Backed off, not hammering the broker.
     assert client.engine.next_attempt > 0 and client.engine.backoff.failures >= 1

@@ -87,11 +87,11 @@ def test_reader_refuses_oversized_and_overlong_length():
 def test_connack_refusals_are_readable():
     for code, words in ((1, "protocol"), (2, "identifier"), (3, "unavailable"),
                         (4, "bad username or password"), (5, "not authorized")):
-        m = MQTTProtocol("dev", "dev", "secret")
+        m = MQTTProtocol("dev", "dev", "pw-Q7x9")
         m.connect(0)
         e = _raises(ConnectRefused, m.receive_data, b"\x20\x02\x00" + bytes((code,)), 0)
         assert e.code == code and words in str(e)
-        assert "secret" not in str(e)
+        assert "pw-Q7x9" not in str(e)
         assert not m.connected
 
 

@@ -108,6 +108,8 @@ class ArduinoCloudClient:
 
         backoff = Backoff(cap_ms=int(reconnect_cap * 1000))
         if transport == "socket":
+            if tls.hardware is None:
+                tls.context()  # a missing or wrong CA/key/certificate file: ConfigError now, not a retry loop
             # Connects go in steps; on CPython's asyncio driver, on the loop.  An
             # SE05x key hand-shakes at once: one bounded call (MicroPython boards).
             cpython = not compat.MICROPYTHON

@@ -48,6 +48,21 @@ def read_file(path, what):
         raise ConfigError("cannot read %s file %s: %s" % (what, path, e))
 
 
+def check_pem_or_der(data, path, what, label):
+    """A configuration mistake found before any connect: `data` (read from
+    `path`) must be PEM with `label` in its BEGIN line, or DER (an ASN.1
+    SEQUENCE).  Raises ConfigError naming the file and what is wrong."""
+    begin = data.find(b"-----BEGIN ")
+    if begin >= 0:
+        line_end = data.find(b"-----", begin + 11)
+        found = data[begin + 11:line_end] if line_end > 0 else b"?"
+        if label not in found:
+            raise ConfigError("%s file %s holds a PEM %s, not a %s"
+                              % (what, path, found.decode("ascii", "replace"), label.decode()))
+    elif not data or data[0] != 0x30:
+        raise ConfigError("%s file %s is neither PEM nor DER (is it the right file?)" % (what, path))
+
+
 class TLSConfig:
     """Validated TLS settings; wrap(sock, host) opens the TLS session."""
 
@@ -81,8 +96,10 @@ class TLSConfig:
         if params.get("use_hsm") and self.hardware != "pkcs11":
             raise ConfigError("use_hsm needs keyfile to be a pkcs11: URI")
         # The CA, as DER bytes or as a PEM file path (CPython only needs the path).
+        self.ca_source = "cafile"
         if ca_override:
             self.cafile, self.cadata = ca_override, None
+            self.ca_source = "ARDUINO_IOT_CLOUD_CA"
         else:
             self.cafile = params.get("cafile", params.get("ca_certs"))
             self.cadata = params.get("cadata")
@@ -102,8 +119,13 @@ class TLSConfig:
 
     def ca_der(self):
         if self.cafile is not None:
-            return pem_to_der(read_file(self.cafile, "CA"))
+            return pem_to_der(self._read_ca())
         return pem_to_der(self.cadata) if isinstance(self.cadata, bytes) else self.cadata
+
+    def _read_ca(self):
+        data = read_file(self.cafile, "CA (%s)" % self.ca_source)
+        check_pem_or_der(data, self.cafile, "CA (%s)" % self.ca_source, b"CERTIFICATE")
+        return data
 
     def wrap(self, sock, host, handshake=True):
         """Wrap a connected socket and return the TLS socket.
@@ -134,15 +156,24 @@ class TLSConfig:
         return self._context
 
     def configure(self, ctx):
-        """Apply the checks and credentials to ctx (also used by the paho transport)."""
+        """Apply the checks and credentials to ctx (also used by the paho transport).
+
+        A file that is missing, unreadable or not what it should be raises
+        ConfigError naming it: a configuration mistake, not worth a retry."""
         if hasattr(ctx, "check_hostname"):
             ctx.check_hostname = self.verify
         ctx.verify_mode = CERT_REQUIRED if self.verify else CERT_NONE
         if self.verify:
-            if hasattr(ctx, "load_verify_locations") and self.cafile is not None and not _MICROPYTHON:
-                ctx.load_verify_locations(cafile=self.cafile)
-            else:
-                ctx.load_verify_locations(cadata=self.ca_der())
+            try:
+                if self.cafile is not None and not _MICROPYTHON and b"-----BEGIN" in self._read_ca():
+                    ctx.load_verify_locations(cafile=self.cafile)
+                else:
+                    ctx.load_verify_locations(cadata=self.ca_der())
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+                if isinstance(e, ConfigError):
+                    raise
+                where = "CA file %s (%s)" % (self.cafile, self.ca_source) if self.cafile else "cadata"
+                raise ConfigError("%s is not a usable CA certificate: %s" % (where, e))
         if self.ciphers is not None:
             ctx.set_ciphers(self.ciphers)
         if self.hardware == "se05x":
@@ -154,14 +185,26 @@ class TLSConfig:
         return ctx
 
     def _load_cert_chain(self, ctx):
-        if _MICROPYTHON:
-            # mbedTLS takes DER only: convert PEM files here.
-            key = pem_to_der(read_file(self.keyfile, "key"))
-            cert = pem_to_der(read_file(self.certfile, "certificate"))
-            ctx.load_cert_chain(cert, key)
-            return
         cert = read_file(self.certfile, "certificate")
         key = read_file(self.keyfile, "key")
+        check_pem_or_der(cert, self.certfile, "certificate", b"CERTIFICATE")
+        check_pem_or_der(key, self.keyfile, "key", b"PRIVATE KEY")
+        try:
+            self._load_pair(ctx, cert, key)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            if isinstance(e, ConfigError):
+                raise
+            if "KEY_VALUES_MISMATCH" in str(e) or "values mismatch" in str(e):
+                raise ConfigError("key file %s does not belong to certificate file %s"
+                                  % (self.keyfile, self.certfile))
+            raise ConfigError("cannot use key file %s with certificate file %s: %s"
+                              % (self.keyfile, self.certfile, e))
+
+    def _load_pair(self, ctx, cert, key):
+        if _MICROPYTHON:
+            # mbedTLS takes DER only: convert PEM here.
+            ctx.load_cert_chain(pem_to_der(cert), pem_to_der(key))
+            return
         if b"-----BEGIN" in cert and b"-----BEGIN" in key:
             ctx.load_cert_chain(self.certfile, self.keyfile)
             return

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .broker import _write_private
 from .cloud import LocalCloud, running_instance
 from .store import VARIANTS, Device
 
@@ -28,6 +29,62 @@ log = logging.getLogger(__name__)
 
 class CliError(Exception):
     """A user-facing error: printed without a traceback, exit status 1."""
+
+
+# -- where the cloud lives --------------------------------------------------------------------
+
+DEFAULT_DIR = ".localcloud"
+# Commands that may create a new cloud where none is found; the others need an existing one.
+CREATING_COMMANDS = ("run", "demo", "add-device", "issue-cert")
+
+
+def running_pointer() -> Path:
+    """A per-user file naming the work directory of the cloud that `run`/`demo` keep
+    running, so commands from any folder find it."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "arduino-localcloud" / "running"
+
+
+def find_workdir(explicit: Optional[str], command: str) -> Path:
+    """The work directory: --workdir, else $ARDUINO_LOCALCLOUD_DIR, else a .localcloud
+    directory in the current folder or one of its parents (as git finds .git), else the
+    cloud running now.  A command that needs an existing cloud and finds none is an
+    error that says where it looked; it never creates an empty cloud by accident."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("ARDUINO_LOCALCLOUD_DIR"):
+        return Path(os.environ["ARDUINO_LOCALCLOUD_DIR"])
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_DIR).is_dir():
+            return folder / DEFAULT_DIR
+    pointer = running_pointer()
+    try:
+        recorded = Path(pointer.read_text().strip())
+    except OSError:
+        recorded = None
+    if recorded is not None and running_instance(recorded) is not None:
+        return recorded
+    if command in CREATING_COMMANDS:
+        return here / DEFAULT_DIR
+    raise CliError("no local cloud found: no %s directory in %s or its parents, and none running (%s). "
+                   "Start one with `python -m arduino_iot_cloud.localcloud run`, or give --workdir DIR"
+                   % (DEFAULT_DIR, here, pointer))
+
+
+def _record_running(workdir: Path) -> None:
+    pointer = running_pointer()
+    pointer.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pointer.write_text(str(workdir) + "\n")
+
+
+def _forget_running(workdir: Path) -> None:
+    pointer = running_pointer()
+    try:
+        if Path(pointer.read_text().strip()) == workdir:
+            pointer.unlink()
+    except OSError:
+        pass
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -108,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cloud.start()
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
+    _record_running(cloud.workdir)
     try:
         print("local cloud running (pid %d), work directory %s" % (os.getpid(), cloud.workdir))
         _print_ports(cloud)
@@ -116,6 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("Ctrl-C stops it.", flush=True)
         _wait_for_signal()
     finally:
+        _forget_running(cloud.workdir)
         cloud.stop()
         print("local cloud stopped", flush=True)
     return 0
@@ -240,6 +299,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+ENV_SNIPPET_HEAD = "# then, in Python (CPython, or MicroPython's unix port):"
+
+
+def env_snippet(dev: Device) -> List[str]:
+    """Python lines that build a client for ``dev`` from the exported variables; they
+    run as printed (the tests run them), on CPython and on MicroPython."""
+    lines = ["import os", "from arduino_iot_cloud import ArduinoCloudClient"]
+    if dev.auth == "password":
+        lines.append('client = ArduinoCloudClient(device_id=os.getenv("DEVICE_ID"), password=os.getenv("SECRET_KEY"))')
+    else:
+        lines.append('client = ArduinoCloudClient(device_id=os.getenv("DEVICE_ID"), ssl_params={'
+                     '"keyfile": os.getenv("DEVICE_KEY"), "certfile": os.getenv("DEVICE_CERT")})')
+    return lines
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     cloud = _cloud(args)
     dev = _resolve(cloud, args.device)
@@ -249,18 +323,21 @@ def cmd_env(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     for key, value in env.items():
         print("export %s=%s" % (key, shlex.quote(value)))
-    print("# MicroPython wants DER: CA %s" % cloud.ca_der)
+    print("export DEVICE_ID=%s" % dev.device_id)
     if dev.auth == "password":
-        print("export DEVICE_ID=%s  # and SECRET_KEY=<the secret add-device printed>" % dev.device_id)
-        print("# client = ArduinoCloudClient(device_id=%r, username=%r, password=os.getenv(\"SECRET_KEY\"))"
-              % (dev.device_id, dev.device_id))
+        print("# and SECRET_KEY: the secret add-device printed (the cloud keeps only its hash):")
+        print("# export SECRET_KEY='...'")
+    elif dev.keyfile:
+        # PEM works on both runtimes (MicroPython converts it); DER copies sit beside them.
+        print("export DEVICE_KEY=%s DEVICE_CERT=%s" % (shlex.quote(dev.keyfile), shlex.quote(dev.certfile)))
     else:
-        print("export DEVICE_ID=%s" % dev.device_id)
-        print("# client = ArduinoCloudClient(device_id=%r, ssl_params={\"keyfile\": %r, \"certfile\": %r})"
-              % (dev.device_id, dev.keyfile, dev.certfile))
-        if dev.keyfile_der:
-            print("# MicroPython: ssl_params={\"keyfile\": %r, \"certfile\": %r}" % (dev.keyfile_der,
-                                                                                  dev.certfile_der))
+        # A CSR device: the key stays in its token, named by a pkcs11: URI (see softhsm/provision.py).
+        print("export DEVICE_CERT=%s" % shlex.quote(dev.certfile or ""))
+        print("# and DEVICE_KEY: the pkcs11: URI of the key in your token, e.g.")
+        print("# export DEVICE_KEY='pkcs11:token=device;object=device-key;type=private'")
+    print(ENV_SNIPPET_HEAD)
+    for line in env_snippet(dev):
+        print("#   " + line)
     if running_instance(cloud.workdir) is None:
         print("# note: the local cloud is not running; these are the ports of its last run")
     return 0
@@ -305,6 +382,32 @@ client.start()
 """
 
 
+DEMO_FILE = "demo.json"
+
+
+def _demo_device(cloud: LocalCloud) -> "tuple[Device, str]":
+    """The demo device of this work directory, made on the first demo and reused by the
+    next ones (its secret is kept in demo.json, mode 0600, for that purpose only)."""
+    path = cloud.workdir / DEMO_FILE
+    try:
+        saved = json.loads(path.read_text())
+        return cloud.device(saved["device_id"]), saved["secret"]
+    except (OSError, ValueError, KeyError):
+        pass
+    dev = cloud.add_device(properties={"sw1": False, "led": False})
+    _write_private(path, json.dumps({"device_id": dev.device_id, "secret": dev.secret}))
+    return dev, dev.secret or ""
+
+
+def _print_next_steps(cloud: LocalCloud, dev: Device) -> None:
+    cli = "python -m arduino_iot_cloud.localcloud"
+    print("try, from another terminal (any folder):")
+    print("  %s watch %s            # the values as they change" % (cli, dev.device_id[:8]))
+    print("  %s set %s sw1 true     # a dashboard write; the device copies it to led" % (cli, dev.device_id[:8]))
+    print("  %s add-device          # a device of your own: then `env ID` prints how to point"
+          " examples/basic.py at this cloud" % cli)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -317,13 +420,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     proc: Optional[subprocess.Popen] = None
+    _record_running(cloud.workdir)
     try:
-        dev = cloud.add_device(properties={"sw1": False, "led": False})
+        dev, secret = _demo_device(cloud)
         print("local cloud running, work directory %s" % cloud.workdir)
         _print_ports(cloud)
         print("demo device %s: the dashboard toggles sw1, the device copies it to led" % dev.device_id)
+        _print_next_steps(cloud, dev)
         print("Ctrl-C stops all.", flush=True)
-        env = dict(os.environ, DEVICE_ID=dev.device_id, SECRET_KEY=dev.secret or "", **cloud.env(dev))
+        env = dict(os.environ, DEVICE_ID=dev.device_id, SECRET_KEY=secret, **cloud.env(dev))
         proc = subprocess.Popen([sys.executable, "-c", _DEMO_DEVICE], env=env, stdin=subprocess.DEVNULL)
         value = False
         while True:
@@ -346,6 +451,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        _forget_running(cloud.workdir)
         cloud.stop()
 
 
@@ -354,8 +460,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arduino-localcloud",
                                 description="A local Arduino IoT Cloud: mosquitto on 127.0.0.1 + cloud emulator.")
-    p.add_argument("--workdir", default=os.environ.get("ARDUINO_LOCALCLOUD_DIR", ".localcloud"),
-                   help="work directory (CA, config, devices, logs); default .localcloud")
+    p.add_argument("--workdir", default=None,
+                   help="work directory (CA, config, devices, logs); default: $ARDUINO_LOCALCLOUD_DIR, else "
+                        ".localcloud in this folder or a parent, else the cloud running now")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -426,6 +533,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if args.verbose else logging.WARNING)
     try:
+        args.workdir = find_workdir(args.workdir, args.command)
         return args.func(args) or 0
     except CliError as exc:
         print("error: %s" % exc, file=sys.stderr)

@@ -8,9 +8,10 @@ from .cadata import CADATA  # noqa: F401
 from .client import ArduinoCloudClient  # noqa: F401
 from .errors import (  # noqa: F401
     CloudError, ConfigError, ConnectRefused, DecodeError, LocalError, RemoteError, TLSError, TransportError,
+    ValueTypeError,
 )
 from .records import (  # noqa: F401
-    Color, ColoredLight, DimmedLight, Location, Property, Schedule, Task, Television, ValueTypeError,
+    Color, ColoredLight, DimmedLight, Location, Property, Schedule, Task, Television,
 )
 from .version import __version__  # noqa: F401
 

@@ -39,6 +39,14 @@ except TypeError:  # MicroPython
         """Bytes from the network could not be decoded (MQTT, CBOR, SenML, command)."""
 
 
+try:
+    class ValueTypeError(LocalError, TypeError):
+        """A property was set to a value of a type it cannot hold."""
+except TypeError:  # MicroPython
+    class ValueTypeError(LocalError):
+        """A property was set to a value of a type it cannot hold."""
+
+
 class ConnectRefused(RemoteError):
     """The broker answered CONNECT with a non-zero CONNACK return code."""
 
@@ -69,3 +77,15 @@ class TLSError(TransportError):
     """TLS failed: the broker's certificate was not trusted (unknown CA, wrong
     host name, expired) or the broker refused the device's certificate.  The
     message gives the reason in words, then the TLS library's own text."""
+
+
+class PKCS11Error(ConfigError):
+    """The PKCS#11 key or certificate cannot be used (CPython, M2Crypto).
+
+    reason is one of: "m2crypto", "engine", "module", "pin", "not_found",
+    "mismatch", "certificate", "uri".
+    """
+
+    def __init__(self, reason, message):
+        self.reason = reason
+        super().__init__(message)

@@ -28,8 +28,9 @@ import ssl
 import threading
 from typing import Any, Dict, Optional, Tuple
 
+from .certfiles import der_length, read_file
 from .compat import getLogger
-from .errors import ConfigError, TransportError
+from .errors import ConfigError, PKCS11Error, TLSError, TransportError
 
 log = getLogger("arduino_iot_cloud.pkcs11")
 
@@ -50,18 +51,6 @@ DEFAULT_MODULE_PATHS = (
 
 _engines: Dict[Tuple[str, str], Any] = {}
 _lock = threading.Lock()
-
-
-class PKCS11Error(ConfigError):
-    """The PKCS#11 key or certificate cannot be used.
-
-    reason is one of: "m2crypto", "engine", "module", "pin", "not_found",
-    "mismatch", "certificate", "uri".
-    """
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 def safe_uri(uri: str) -> str:
@@ -167,8 +156,6 @@ def load_credentials(tls, pin: Optional[str]):
 
 
 def _load_cert_file(path: str, X509):
-    from .tls import read_file
-
     data = read_file(path, "certificate")
     try:
         if b"-----BEGIN" in data:
@@ -189,20 +176,12 @@ def _ca_certificates(tls, X509):
             certs.append(X509.load_cert_string(block + b"-----END CERTIFICATE-----\n", X509.FORMAT_PEM))
         return certs
     while data:  # DER certificates, back to back
-        size = _der_size(data)
+        if data[0] != 0x30:
+            raise ConfigError("cadata is neither PEM nor DER certificates")
+        size = der_length(data, "cadata")
         certs.append(X509.load_cert_der_string(data[:size]))
         data = data[size:]
     return certs
-
-
-def _der_size(data: bytes) -> int:
-    if len(data) < 2 or data[0] != 0x30:
-        raise ConfigError("cadata is neither PEM nor DER certificates")
-    n = data[1]
-    if n < 0x80:
-        return 2 + n
-    count = n & 0x7F
-    return 2 + count + int.from_bytes(data[2:2 + count], "big")
 
 
 def _context(tls, key, cert):
@@ -330,7 +309,7 @@ class PKCS11Socket:
             raise ssl.SSLWantWriteError("handshake needs the socket writable")
         raise self._failed(None)
 
-    def _failed(self, e: Optional[BaseException]) -> TransportError:
+    def _failed(self, e: Optional[BaseException]) -> TLSError:
         detail = ""
         if self._verify and self._conn is not None:
             code = self._m2.ssl_get_verify_result(self._conn.ssl)
@@ -338,7 +317,7 @@ class PKCS11Socket:
                 detail = " (server certificate: %s)" % self._m2.x509_get_verify_error(code)
         self.close()
         reason = _first_line(e) if e is not None else "connection closed"
-        return TransportError("TLS handshake with %s failed: %s%s" % (self._hostname, reason, detail))
+        return TLSError("TLS handshake with %s failed: %s%s" % (self._hostname, reason, detail))
 
     def _check_ip(self) -> None:
         # set1_host covers names; an IP address is checked against the
@@ -347,7 +326,7 @@ class PKCS11Socket:
             peer = self._conn.get_peer_cert()
             if peer is None or self._m2.x509_check_ip_asc(peer.x509, self._hostname, 0) != 1:
                 self.close()
-                raise TransportError("the server certificate is not valid for %s" % self._hostname)
+                raise TLSError("the server certificate is not valid for %s" % self._hostname)
         log.debug("TLS with a PKCS#11 key established to %s", self._hostname)
 
     # -- socket methods ------------------------------------------------------------------

@@ -20,20 +20,12 @@
 # never unregisters its property or breaks the connection.
 
 from .compat import getLogger
-from .errors import LocalError
+from .errors import LocalError, ValueTypeError
 
 log = getLogger("arduino_iot_cloud.records")
 
 # Names the protocol uses itself; a user property may not take them.
 RESERVED_NAMES = ("thing_id", "tz_offset", "tz_dst_until", "r:m")
-
-
-try:
-    class ValueTypeError(LocalError, TypeError):
-        """A property was set to a value of a type it cannot hold."""
-except TypeError:  # MicroPython cannot combine two built-in exception bases
-    class ValueTypeError(LocalError):
-        """A property was set to a value of a type it cannot hold."""
 
 
 def _takes_two(fn):

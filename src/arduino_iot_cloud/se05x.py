@@ -19,6 +19,7 @@
 # PEM/DER certificate file.  The certificate read from the chip is trimmed to
 # its DER length.
 
+from .certfiles import der_length, pem_to_der, read_file
 from .compat import getLogger
 from .errors import ConfigError
 
@@ -80,19 +81,6 @@ def referenced_object(key):
     return int.from_bytes(key[-4:], "big")
 
 
-def der_length(data):
-    """Length of the DER element at the start of data (to trim padding)."""
-    if len(data) < 2:
-        raise ConfigError("certificate in the secure element is empty")
-    n = data[1]
-    if n < 0x80:
-        return 2 + n
-    count = n & 0x7F
-    if count == 0 or count > 3 or len(data) < 2 + count:
-        raise ConfigError("certificate in the secure element is not DER")
-    return 2 + count + int.from_bytes(bytes(data[2:2 + count]), "big")
-
-
 def device():
     """The board's SE05X object (created once)."""
     if not _device:
@@ -117,13 +105,11 @@ def read_certificate(certfile):
     if isinstance(certfile, str) and certfile.startswith("se05x:"):
         object_id, size = parse_uri(certfile)
         data = bytes(device().read(object_id, size or _CERT_READ_SIZE))
-        n = der_length(data)
+        n = der_length(data, "certificate in the secure element")
         if n > len(data):
             raise ConfigError("certificate in the secure element is longer than the %d bytes read"
                               % len(data))
         return data[:n]
-    from .tls import pem_to_der, read_file
-
     return pem_to_der(read_file(certfile, "certificate"))
 
 

@@ -14,8 +14,8 @@
 # or "se05x:token=0x..." (MicroPython boards with an SE05x).
 
 import ssl
-from binascii import a2b_base64
 
+from .certfiles import as_pem, check_pem_or_der, der_key_label, pem_to_der, read_file
 from .compat import MICROPYTHON as _MICROPYTHON, getLogger
 from .errors import ConfigError
 
@@ -26,41 +26,6 @@ KNOWN_KEYS = ("keyfile", "certfile", "cafile", "ca_certs", "cadata", "ciphers", 
 
 CERT_NONE = getattr(ssl, "CERT_NONE", 0)
 CERT_REQUIRED = getattr(ssl, "CERT_REQUIRED", 2)
-
-
-def pem_to_der(data):
-    """Return the DER bytes of the first PEM block in data (bytes)."""
-    begin = data.find(b"-----BEGIN")
-    if begin < 0:
-        return data  # already DER
-    start = data.find(b"\n", begin) + 1
-    end = data.find(b"-----END", start)
-    if start <= 0 or end < 0:
-        raise ConfigError("malformed PEM data")
-    return a2b_base64(data[start:end].replace(b"\r", b"").replace(b"\n", b""))
-
-
-def read_file(path, what):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ConfigError("cannot read %s file %s: %s" % (what, path, e))
-
-
-def check_pem_or_der(data, path, what, label):
-    """A configuration mistake found before any connect: `data` (read from
-    `path`) must be PEM with `label` in its BEGIN line, or DER (an ASN.1
-    SEQUENCE).  Raises ConfigError naming the file and what is wrong."""
-    begin = data.find(b"-----BEGIN ")
-    if begin >= 0:
-        line_end = data.find(b"-----", begin + 11)
-        found = data[begin + 11:line_end] if line_end > 0 else b"?"
-        if label not in found:
-            raise ConfigError("%s file %s holds a PEM %s, not a %s"
-                              % (what, path, found.decode("ascii", "replace"), label.decode()))
-    elif not data or data[0] != 0x30:
-        raise ConfigError("%s file %s is neither PEM nor DER (is it the right file?)" % (what, path))
 
 
 class TLSConfig:
@@ -215,7 +180,7 @@ class TLSConfig:
 
         fd, path = tempfile.mkstemp(suffix=".pem")
         try:
-            os.write(fd, _as_pem(cert, b"CERTIFICATE") + _as_pem(key, _der_key_label(key)))
+            os.write(fd, as_pem(cert, b"CERTIFICATE") + as_pem(key, der_key_label(key)))
             os.close(fd)
             fd = None
             ctx.load_cert_chain(path)
@@ -223,25 +188,3 @@ class TLSConfig:
             if fd is not None:
                 os.close(fd)
             os.remove(path)
-
-
-def _as_pem(data, label):
-    if b"-----BEGIN" in data:
-        return data if data.endswith(b"\n") else data + b"\n"
-    from binascii import b2a_base64
-
-    body = b2a_base64(data).replace(b"\n", b"")
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
-    return b"-----BEGIN " + label + b"-----\n" + b"\n".join(lines) + b"\n-----END " + label + b"-----\n"
-
-
-def _der_key_label(key):
-    # SEC1 EC keys start with version 1; PKCS#8 with version 0 and an
-    # AlgorithmIdentifier sequence; PKCS#1 RSA with version 0 and an integer.
-    at = 2 + (key[1] & 0x7F if key[1] & 0x80 else 0) if len(key) > 2 else 0
-    version = key[at:at + 3]
-    if version == b"\x02\x01\x01":
-        return b"EC PRIVATE KEY"
-    if version == b"\x02\x01\x00" and key[at + 3:at + 4] == b"\x02":
-        return b"RSA PRIVATE KEY"
-    return b"PRIVATE KEY"

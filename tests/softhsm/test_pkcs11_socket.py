@@ -19,7 +19,7 @@ from typing import Optional
 
 import pytest
 
-from arduino_iot_cloud.errors import TransportError
+from arduino_iot_cloud.errors import TLSError, TransportError
 from arduino_iot_cloud.tls import TLSConfig
 from arduino_iot_cloud.connect import open_connection
 
@@ -155,7 +155,7 @@ def test_eof_is_transport_error(hsm_cloud, echo, tls_params):
 
 def test_hostname_is_checked(hsm_cloud, echo, tls_params):
     tls = TLSConfig(dict(tls_params, server_hostname="not-the-broker.example"), ca_override=hsm_cloud.ca_file)
-    with pytest.raises(TransportError, match="handshake"):
+    with pytest.raises(TLSError, match="handshake"):
         open_connection("127.0.0.1", echo.port, tls, timeout=10)
     # The name in the server certificate passes.
     tls = TLSConfig(dict(tls_params, server_hostname="localhost"), ca_override=hsm_cloud.ca_file)
@@ -164,14 +164,14 @@ def test_hostname_is_checked(hsm_cloud, echo, tls_params):
 
 def test_ip_address_is_checked(hsm_cloud, echo, tls_params):
     tls = TLSConfig(dict(tls_params, server_hostname="127.0.0.2"), ca_override=hsm_cloud.ca_file)
-    with pytest.raises(TransportError, match="not valid for 127.0.0.2"):
+    with pytest.raises(TLSError, match="not valid for 127.0.0.2"):
         open_connection("127.0.0.1", echo.port, tls, timeout=10)
 
 
 def test_unknown_ca_is_refused(hsm_cloud, echo, tls_params):
     # The production CA shipped with the package did not sign the local server.
     tls = TLSConfig(tls_params)
-    with pytest.raises(TransportError, match="certificate"):
+    with pytest.raises(TLSError, match="certificate"):
         open_connection("127.0.0.1", echo.port, tls, timeout=10)
 
 
@@ -254,8 +254,8 @@ async def test_async_handshake_failure_is_transport_error(hsm_cloud, echo, tls_p
     from arduino_iot_cloud.connect_async import open_connection_async
 
     tls = TLSConfig(dict(tls_params, server_hostname="not-the-broker.example"), ca_override=hsm_cloud.ca_file)
-    with pytest.raises(TransportError, match="handshake"):
+    with pytest.raises(TLSError, match="handshake"):
         await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)
     tls = TLSConfig(dict(tls_params, server_hostname="127.0.0.2"), ca_override=hsm_cloud.ca_file)
-    with pytest.raises(TransportError, match="not valid for 127.0.0.2"):
+    with pytest.raises(TLSError, match="not valid for 127.0.0.2"):
         await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)

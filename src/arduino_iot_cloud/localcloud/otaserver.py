@@ -223,7 +223,8 @@ class _HttpsServer(http.server.ThreadingHTTPServer):
 
 
 class OtaServer:
-    """HTTPS file server for OTA files.  ``start()`` binds a free port on ``host``."""
+    """HTTPS file server for OTA files.  ``start()`` binds a free port on ``host`` (URLs hold
+    random tokens and live as long as the server: a restart forgets them)."""
 
     def __init__(self, directory: Union[str, Path], certfile: Union[str, Path], keyfile: Union[str, Path],
                  host: str = "127.0.0.1", on_request: Optional[RequestCallback] = None) -> None:
@@ -249,6 +250,8 @@ class OtaServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.certfile, self.keyfile)
         self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob("*.ota"):  # copies served by an earlier run: their URLs are gone
+            stale.unlink()
         self._httpd = _HttpsServer(self, context)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="localcloud-ota-https", daemon=True)

@@ -271,3 +271,14 @@ def test_pack_file(tmp_path):
     assert pack.pack_file(str(app), str(out)) == sha
     assert [p.name for p in tmp_path.iterdir()] and not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
     assert stat.S_ISREG(os.stat(out).st_mode)
+
+
+def test_benchmark_script_runs():
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "ota_pack.py")
+    out = subprocess.run([sys.executable, script, "--quick"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith(("sources", "random"))]
+    assert len(rows) == 3 and all(float(r.split()[-3]) > 0 for r in rows), out.stdout

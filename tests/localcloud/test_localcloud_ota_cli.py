@@ -96,6 +96,8 @@ def ota_setup(running, capsys, tmp_path):
     made = []
 
     def make(outcome):
+        for earlier in made:  # one connection per device id: the broker would drop one of two
+            earlier.close()
         device = ScriptedDevice(LocalCloud(wd), dev, outcome)
         device.start()
         assert device.ready.wait(10) and device.error is None, device.error
@@ -155,3 +157,10 @@ def test_ota_timeout_and_bad_input(ota_setup, capsys, tmp_path):
         assert status == 1 and message in err, err
     status, _, err = run_cli(capsys, wd, "ota", "nosuchdevice", str(ota))
     assert status == 1 and "no device" in err
+
+
+def test_ota_to_an_offline_device_warns(ota_setup, capsys):
+    wd, _, ota, _, _ = ota_setup
+    offline = json.loads(run_cli(capsys, wd, "add-device", "--json")[1])["device_id"]
+    status, out, err = run_cli(capsys, wd, "ota", offline, str(ota), "--timeout", "0.5")
+    assert status == 1 and "is offline" in out and "no end of the update" in err

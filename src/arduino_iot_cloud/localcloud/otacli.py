@@ -56,6 +56,9 @@ def run_ota(ctl: ControlClient, device_id: str, file: str, initial_sha: Optional
     events: "queue.Queue[Dict[str, Any]]" = queue.Queue()
     ctl.follow(OTA_TOPIC % device_id, events.put)
     try:
+        if not ctl.request("state", device_id=device_id).get("connected"):
+            print("warning: %s is offline; a command sent now is lost unless it is back and subscribed"
+                  % device_id, flush=True)
         sent = ctl.request("ota", device_id=device_id, path=str(path), initial_sha=initial_sha, final_sha=final_sha)
     except ControlError as exc:
         raise CliError(str(exc)) from None

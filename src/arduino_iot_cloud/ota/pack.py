@@ -43,6 +43,7 @@ import os
 import stat
 import struct
 import tarfile
+from typing import List, Tuple
 
 EI = 11  # bits of a ring position
 EJ = 4  # bits of a match length
@@ -151,7 +152,7 @@ def lzss_decode(stream: bytes) -> bytes:
 
 # -- the application tar ---------------------------------------------------------------------
 
-def _entries(app_dir: str) -> list:
+def _entries(app_dir: str) -> List[Tuple[str, str, os.stat_result]]:
     """``(relative posix path, absolute path, lstat)`` of everything under ``app_dir``, sorted."""
     found = []
     for root, dirs, files in os.walk(app_dir):

@@ -378,7 +378,8 @@ class LocalCloud:
         Kinds: connect, disconnect, subscribe, unsubscribe (from the broker log);
         device_begin, thing_begin, last_values ("command"/"shadow"), timezone_request,
         command, values, shadow, bad_command, bad_values, bad_shadow (from the device);
-        write, reassign, detach, timezone_sent (from the cloud).
+        write, reassign, detach, timezone_sent (from the cloud); OTA: ota_begin, ota_progress,
+        bad_ota (from the device), ota_sent (the cloud), ota_http (the file server).
         """
         return self._emulator().events(ref, since, timestamps)
 

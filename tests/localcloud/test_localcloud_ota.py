@@ -316,3 +316,16 @@ def test_malformed_ota_messages_are_recorded(local_cloud, device_factory, paho_d
     # the emulator goes on serving the device
     d.command(OTA_BEGIN, [b"\x11" * 32])
     local_cloud.wait_event(dev, "ota_begin", "11" * 32)
+
+
+def test_client_that_goes_away_is_recorded(local_cloud, ota_file, device_factory):
+    path, _, blob = ota_file
+    dev = device_factory()
+    conn, p = connection(local_cloud, local_cloud.serve_ota(path, dev, rate=5000))  # ~1 s for the file
+    conn.request("GET", p)
+    resp = conn.getresponse()
+    assert len(resp.read(300)) == 300
+    conn.sock.close()  # a device killed mid-download
+    conn.close()
+    got = local_cloud.wait_event(dev, "ota_http", timeout=10)
+    assert "error" in got and 300 <= got["bytes"] < len(blob), got

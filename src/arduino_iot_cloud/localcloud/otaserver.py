@@ -144,21 +144,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             try:
-                detail["bytes"] = self._send_body(served, first, last + 1)
+                self._send_body(served, first, last + 1, detail)
             except OSError as exc:  # the client went away
                 detail["error"] = str(exc)
                 self.close_connection = True
         owner.report(served.device_id, detail)
 
-    def _send_body(self, served: ServedFile, start: int, end: int) -> int:
-        """Send file bytes [start, end) (zero bytes past the real file's end); return how many went."""
+    def _send_body(self, served: ServedFile, start: int, end: int, detail: Dict[str, Any]) -> None:
+        """Send file bytes [start, end) (zero bytes past the real file's end); count them in
+        ``detail["bytes"]``; cut the connection where a ``cut_at`` fault says."""
         with self.server.owner.lock:
             cut = served.cut_at if served.cuts and served.cut_at is not None and start <= served.cut_at < end \
                 else None
             if cut is not None:
                 served.cuts -= 1
         stop = cut if cut is not None else end
-        sent = 0
         t0 = time.monotonic()
         with open(served.path, "rb") as f:
             f.seek(start)
@@ -171,9 +171,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 chunk += bytes(n - len(chunk))  # past the end of a file served longer than it is
                 self.wfile.write(chunk)
                 pos += n
-                sent += n
+                detail["bytes"] = pos - start
                 if served.rate is not None:
-                    ahead = sent / served.rate - (time.monotonic() - t0)
+                    ahead = (pos - start) / served.rate - (time.monotonic() - t0)
                     if ahead > 0:
                         time.sleep(ahead)
         if cut is not None:
@@ -182,7 +182,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # end the TCP stream without a TLS close_notify: the client sees the data sent so far,
             # then EOF mid-body, as when a network drops
             self.connection.shutdown(socket.SHUT_RDWR)
-        return sent
 
     def _empty(self, status: int, detail: Dict[str, Any], headers: Optional[Dict[str, str]] = None) -> None:
         detail["status"] = status

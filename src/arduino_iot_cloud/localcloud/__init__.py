@@ -9,7 +9,9 @@ Modules, one job each: :mod:`.pki` (CA and certificates, openssl CLI),
 (SenML and commands on cbor2), :mod:`.logwatch` (connect/subscribe events from
 the broker log), :mod:`.store` (device database), :mod:`.emulator` (the cloud's
 protocol side), :mod:`.cloud` (:class:`LocalCloud`, all of it together),
-:mod:`.control` (the CLI's connection to a running cloud), :mod:`.cli`.
+:mod:`.control` (the CLI's connection to a running cloud), :mod:`.cli`; for OTA updates
+:mod:`.otaserver` (the HTTPS file server), :mod:`.otawire` (the OTA commands),
+:mod:`.otacli` (the ``ota`` command).
 
 How the CLI reaches a cloud that ``run`` keeps in another terminal
 ------------------------------------------------------------------

@@ -239,9 +239,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no devices (add one with: arduino-localcloud add-device)")
     for s in states:
         conn = {True: "connected", False: "offline", None: "-"}[s.get("connected")]
-        print("%s  %-8s %-7s thing=%s  %s%s" % (s["device_id"], s["auth"], s["variant"], s["thing_id"] or "-",
-                                               conn, "  lib=%s" % s["library_version"] if s.get("library_version")
-                                               else ""))
+        print("%s  %-8s %-7s thing=%s  %s%s%s" % (s["device_id"], s["auth"], s["variant"], s["thing_id"] or "-",
+                                                 conn, "  lib=%s" % s["library_version"] if s.get("library_version")
+                                                 else "", "  app=%s" % s["ota_sha"] if s.get("ota_sha") else ""))
     return 0
 
 
@@ -359,6 +359,14 @@ def cmd_timezone(args: argparse.Namespace) -> int:
     dev = _resolve(_cloud(args), args.device)
     _request(args, "timezone", device_id=dev.device_id, offset=args.offset, until=args.until)
     return 0
+
+
+def cmd_ota(args: argparse.Namespace) -> int:
+    from .otacli import run_ota
+
+    dev = _resolve(_cloud(args), args.device)
+    with _control(args) as ctl:
+        return run_ota(ctl, dev.device_id, args.file, args.initial_sha, args.timeout)
 
 
 def cmd_issue_cert(args: argparse.Namespace) -> int:
@@ -519,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("offset", type=int, help="UTC offset in seconds")
     t.add_argument("until", type=int, help="unix time until which the offset holds")
     t.set_defaults(func=cmd_timezone)
+
+    o = sub.add_parser("ota", help="send a device an OTA file and follow the update until it restarts")
+    o.add_argument("device")
+    o.add_argument("file", help="an OTA file (python -m arduino_iot_cloud.ota pack APP_DIR -o FILE)")
+    o.add_argument("--initial-sha", help="SHA-256 (hex) the running application must have (default: any)")
+    o.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default 300)")
+    o.set_defaults(func=cmd_ota)
 
     c = sub.add_parser("issue-cert", help="sign a device's CSR with the local CA (key kept in a token)")
     c.add_argument("device", help="device id (becomes the certificate's CN)")

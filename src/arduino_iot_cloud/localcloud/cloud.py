@@ -5,6 +5,7 @@ Work directory layout::
     pki/            local CA, server certificate, devices/<id>/ key and certificate files
     broker/         mosquitto.conf, mosquitto.log, password files, ACL files
     devices.json    devices and their things' last values (no secrets), see :mod:`.store`
+    ota/            copies of the OTA files being served, see :mod:`.otaserver`
     admin.json      the admin listener's user and password (mode 0600), for the CLI
     ports.json      the last ports used (reused by the next start when still free)
     run.json        present while a LocalCloud runs: pid, host, ports
@@ -13,6 +14,7 @@ Work directory layout::
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +27,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .broker import HOST, Broker, _write_private, hash_passwords, port_is_free
 from .emulator import _MISSING, BROKER, CloudEmulator, DeviceRef
+from .otaserver import OtaServer
 from .pki import Pki, check_device_id
 from .store import AUTHS, VARIANTS, Device, Store
 
@@ -68,6 +71,8 @@ class LocalCloud:
         self.broker = Broker(self.workdir / "broker", self.pki.ca_file, self.pki.server_cert,
                              self.pki.server_key)
         self.emulator: Optional[CloudEmulator] = None
+        self.ota_server = OtaServer(self.workdir / "ota", self.pki.server_cert, self.pki.server_key, host,
+                                    on_request=self._on_ota_request)
         self._admin: Optional[Dict[str, str]] = None
         self._devices: Dict[str, Device] = {}
 
@@ -161,6 +166,7 @@ class LocalCloud:
             self.emulator.control_handler = self._control
             self._load_devices()
             self.emulator.start()
+            self.ota_server.start()
         except BaseException:
             self.stop()
             raise
@@ -189,6 +195,10 @@ class LocalCloud:
     def stop(self) -> None:
         """Save last values, stop the emulator and mosquitto; idempotent, never raises."""
         atexit.unregister(self.stop)
+        try:
+            self.ota_server.stop()
+        except Exception:
+            log.exception("could not stop the OTA file server cleanly")
         emulator, self.emulator = self.emulator, None
         if emulator is not None:
             try:
@@ -368,7 +378,8 @@ class LocalCloud:
         Kinds: connect, disconnect, subscribe, unsubscribe (from the broker log);
         device_begin, thing_begin, last_values ("command"/"shadow"), timezone_request,
         command, values, shadow, bad_command, bad_values, bad_shadow (from the device);
-        write, reassign, detach, timezone_sent (from the cloud).
+        write, reassign, detach, timezone_sent (from the cloud); OTA: ota_begin, ota_progress,
+        bad_ota (from the device), ota_sent (the cloud), ota_http (the file server).
         """
         return self._emulator().events(ref, since, timestamps)
 
@@ -422,6 +433,72 @@ class LocalCloud:
         """Send raw bytes to the device: ``topic`` "e/i"/"shadow/i" (thing) or "c/dw"/"d/e/i" (device)."""
         self._emulator().publish_raw(ref, payload, topic).wait_for_publish(timeout)
 
+    # -- OTA ---------------------------------------------------------------------------------
+
+    def serve_ota(self, file_path: Union[str, Path], device: Optional[DeviceRef] = None, **faults: Any) -> str:
+        """Serve a copy of an OTA file under a new unguessable HTTPS URL; return the URL.
+
+        ``faults`` (for failure tests): ``status=404``, ``cut_at=N`` (+ ``cuts=1``),
+        ``length_delta=-10``, ``rate=BYTES_PER_S``; see :mod:`.otaserver`.  Requests are
+        recorded as ``ota_http`` events of ``device``.
+        """
+        self._emulator()
+        device_id = self.device(device).device_id if device is not None else None
+        return self.ota_server.url(self.ota_server.add(file_path, device_id, **faults))
+
+    def set_ota_faults(self, url: str, **faults: Any) -> None:
+        """Change the fault knobs of a served URL (none given: serve normally again)."""
+        self.ota_server.find(url).set_faults(**faults)
+
+    def send_ota(self, ref: DeviceRef, file_path: Union[str, Path], initial_sha: Optional[str] = None,
+                 final_sha: Optional[str] = None, url: Optional[str] = None, ota_id: Optional[str] = None,
+                 **faults: Any) -> str:
+        """Send the device an OTA update (OtaUpdateCmdDown); return the OTA id (32 hex digits).
+
+        The file is served at a new URL (with ``faults``, see :meth:`serve_ota`) unless
+        ``url`` is given (sent as it is: an ``http://`` or unreachable URL for failure
+        tests).  ``initial_sha``: the SHA-256 (hex) the running application must have
+        (None: all zeros, any).  ``final_sha``: None computes it from the file (which
+        must then be a valid OTA file: PackError otherwise); give one to send a damaged
+        file.  Progress arrives as ``ota_progress`` events (:meth:`wait_ota`).
+        """
+        return self._send_ota(ref, file_path, initial_sha, final_sha, url, ota_id, **faults)["id"]
+
+    def _send_ota(self, ref: DeviceRef, file_path: Union[str, Path], initial_sha: Optional[str],
+                  final_sha: Optional[str], url: Optional[str], ota_id: Optional[str],
+                  **faults: Any) -> Dict[str, str]:
+        """:meth:`send_ota`, returning the command's fields: id, url, initial_sha, final_sha (hex)."""
+        from ..ota.pack import read_ota_file
+
+        emulator = self._emulator()
+        dev = self.device(ref)
+        if final_sha is None:
+            with open(file_path, "rb") as f:
+                final_sha = hashlib.sha256(read_ota_file(f.read())).hexdigest()
+        initial = _sha_bytes(initial_sha, "initial") if initial_sha else bytes(32)
+        final = _sha_bytes(final_sha, "final")
+        if url is None:
+            url = self.serve_ota(file_path, dev, **faults)
+        raw_id = bytes.fromhex(ota_id) if ota_id else secrets.token_bytes(16)
+        emulator.send_ota(dev, raw_id, url, initial, final).wait_for_publish(5.0)
+        return {"id": raw_id.hex(), "url": url, "initial_sha": initial.hex(), "final_sha": final.hex()}
+
+    def ota_sha(self, ref: DeviceRef) -> Optional[str]:
+        """The SHA-256 (hex) of the application the device last reported (OtaBeginUp), or None."""
+        return self._emulator().ota_shas.get(self.device(ref).device_id)
+
+    def wait_ota(self, ref: DeviceRef, state: str, ota_id: Optional[str] = None, since: int = 0,
+                 timeout: float = 30.0) -> Dict[str, Any]:
+        """Wait for an OtaProgressCmdUp in ``state`` ("Fetch", "Reboot", "Fail", ...), of
+        ``ota_id`` if given; return it (see :func:`.otawire.decode_ota_progress`)."""
+        return self.wait_event(ref, "ota_progress", lambda p: p["state"] == state and (
+            ota_id is None or p["id"] == ota_id), since=since, timeout=timeout)
+
+    def _on_ota_request(self, device_id: Optional[str], detail: Dict[str, Any]) -> None:
+        emulator = self.emulator
+        if emulator is not None and device_id is not None:
+            emulator.ota_event(device_id, "ota_http", detail)
+
     # -- control requests from the CLI -------------------------------------------------------
 
     def _control(self, op: str, args: Dict[str, Any]) -> Any:
@@ -447,7 +524,19 @@ class LocalCloud:
         if op == "timezone":
             self.send_timezone(device, int(args["offset"]), int(args["until"]))
             return None
+        if op == "ota":
+            return self._send_ota(device, args["path"], args.get("initial_sha"), args.get("final_sha"), None, None)
         raise ValueError("unknown control operation %r" % op)
+
+
+def _sha_bytes(text: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("the %s SHA-256 must be 64 hex digits, not %r" % (what, text))
+    return raw
 
 
 def running_instance(workdir: Union[str, Path]) -> Optional[Dict[str, Any]]:

@@ -46,6 +46,7 @@ class ControlClient:
         self._replies: Dict[str, Dict[str, Any]] = {}
         self._connected = False
         self._watchers: Dict[str, Callable[[Dict[str, Any]], None]] = {}
+        self._followed: Dict[str, Callable[[Any], None]] = {}
         self._reply_prefix = "localcloud/reply/%s/" % secrets.token_hex(6)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="localcloud-cli-%s" % secrets.token_hex(4),
                         clean_session=True, protocol=mqtt.MQTTv311)
@@ -72,6 +73,10 @@ class ControlClient:
         try:
             data = json.loads(msg.payload or b"null")
         except ValueError:
+            return
+        followed = self._followed.get(msg.topic)
+        if followed is not None:
+            followed(data)
             return
         if msg.topic.startswith(self._reply_prefix):
             with self._cond:
@@ -100,6 +105,15 @@ class ControlClient:
         """Call ``callback(state)`` with the device's state now and on every change."""
         self._watchers[device_id] = callback
         self._client.subscribe(STATE_TOPIC % device_id, qos=0)
+
+    def follow(self, topic: str, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(data)`` with every JSON message on ``topic`` from now on.
+
+        A request sent after this call is handled by the broker after the subscription
+        (one client's packets are processed in order), so nothing it causes is missed.
+        """
+        self._followed[topic] = callback
+        self._client.subscribe(topic, qos=1)
 
     def close(self) -> None:
         """Disconnect."""

@@ -56,7 +56,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 import paho.mqtt.client as mqtt
 
-from . import wire
+from . import otawire, wire
 from .logwatch import LogWatch
 from .store import Device
 
@@ -67,6 +67,7 @@ EVENTS_MAX = 20000
 STATE_TOPIC = "localcloud/state/%s"
 STATE_INTERVAL = 0.05  # seconds: retained state messages are coalesced to at most one per interval
 CTL_TOPIC = "localcloud/ctl/"
+OTA_TOPIC = "localcloud/ota/%s"  # each OTA event of a device, as JSON, for the CLI's `ota` command
 
 DeviceRef = Union[Device, str]
 ControlHandler = Callable[[str, Dict[str, Any]], Any]
@@ -128,6 +129,7 @@ class CloudEmulator:
         self._generation = 0  # completed (re)connects
         self._pongs: set = set()
         self.control_handler: Optional[ControlHandler] = None
+        self.ota_shas: Dict[str, str] = {}  # device id -> SHA-256 (hex) of its last OtaBeginUp
         self._ctl_queue: "queue.Queue[Optional[Tuple[str, Dict[str, Any]]]]" = queue.Queue()
         self._ctl_thread: Optional[threading.Thread] = None
         self._dirty: set = set()
@@ -399,6 +401,8 @@ class CloudEmulator:
             self._event(device_id, "timezone_request", None)
             if dev.answers_commands:
                 self._send(dev, "c/dw", wire.timezone_down(dev.tz_offset, dev.tz_dst_until))
+        elif tag in otawire.UP_TAGS:
+            self._on_ota(dev, tag, fields, payload)
         else:
             name = wire.COMMAND_NAMES.get(tag, "0x%06x" % tag)
             self._event(device_id, "command", {"name": name, "tag": tag, "fields": fields})
@@ -457,7 +461,8 @@ class CloudEmulator:
             dev = self.device(ref)
             return {"device_id": dev.device_id, "auth": dev.auth, "variant": dev.variant,
                     "thing_id": dev.thing_id, "connected": dev.connected,
-                    "library_version": dev.library_version, "values": dict(self._thing(dev).values)}
+                    "library_version": dev.library_version, "values": dict(self._thing(dev).values),
+                    "ota_sha": self.ota_shas.get(dev.device_id)}
 
     def _publish_state(self, dev: Device) -> None:
         """Mark the device's retained state for publishing (coalesced: at most every STATE_INTERVAL)."""
@@ -534,6 +539,38 @@ class CloudEmulator:
             self._publish_device_info(dev)
             self._event(dev.device_id, "reassign" if thing_id else "detach", thing_id or old)
             self._publish_state(dev)
+
+    # -- OTA ------------------------------------------------------------------------------------
+    # Events: ota_begin (the SHA-256 hex), ota_progress (see otawire.decode_ota_progress),
+    # ota_sent (the command), bad_ota (a malformed OTA message); also ota_http, from the file server.
+
+    def ota_event(self, device_id: str, kind: str, detail: Any) -> None:
+        """Record an OTA event and publish it on ``localcloud/ota/<device_id>`` for the CLI."""
+        self._event(device_id, kind, detail)
+        self._client.publish(OTA_TOPIC % device_id, json.dumps({"kind": kind, "detail": detail}), qos=1)
+
+    def _on_ota(self, dev: Device, tag: int, fields: List[Any], payload: bytes) -> None:
+        try:
+            if tag == wire.OTA_BEGIN_UP:
+                sha = otawire.decode_ota_begin(fields)
+                self.ota_shas[dev.device_id] = sha
+                self.ota_event(dev.device_id, "ota_begin", sha)
+                self._publish_state(dev)
+            else:
+                self.ota_event(dev.device_id, "ota_progress", otawire.decode_ota_progress(fields))
+        except wire.WireError as exc:
+            self.ota_event(dev.device_id, "bad_ota", {"error": str(exc), "payload": payload.hex()})
+
+    def send_ota(self, ref: DeviceRef, ota_id: bytes, url: str, initial_sha: bytes,
+                 final_sha: bytes) -> mqtt.MQTTMessageInfo:
+        """Publish OtaUpdateCmdDown on the device's ``c/dw`` (whatever its attach variant)."""
+        payload = otawire.ota_update_down(ota_id, url, initial_sha, final_sha)
+        with self._cond:
+            dev = self.device(ref)
+            info = self._send(dev, "c/dw", payload)
+            self.ota_event(dev.device_id, "ota_sent", {"id": ota_id.hex(), "url": url,
+                                                       "initial_sha": initial_sha.hex(), "final_sha": final_sha.hex()})
+            return info
 
     # -- reading values ---------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import time
 
 import cbor2
 import pytest
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -16,7 +16,8 @@ WAIT = 15.0
 
 def wait(driver, predicate, what, timeout=WAIT, poll=0.02):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=poll).until(lambda d: predicate(d))
+        return WebDriverWait(driver, timeout, poll_frequency=poll,  # the page rebuilds rows as they change
+                             ignored_exceptions=[StaleElementReferenceException]).until(lambda d: predicate(d))
     except TimeoutException:
         raise AssertionError("the page did not show %s within %.0f s; browser log: %s"
                              % (what, timeout, driver.get_log("browser"))) from None
@@ -54,15 +55,18 @@ def test_page_lists_a_device_that_attaches(page, device_factory, device_thread):
     row = 'tr[data-device="%s"]' % dev.device_id
     # The device is known to the cloud, not connected yet: listed offline.
     wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the new device's row")
-    assert page.find_element(By.CSS_SELECTOR, row + " .pill").text == "offline"
+    assert page.execute_script("return document.querySelector(arguments[0]).innerText", row + " .pill") == "offline"
 
     d = device_thread(dev, lambda client, writes: client.register("sw1", value=None))
     d.wait_attached()
     wait(page, lambda p: p.find_element(By.CSS_SELECTOR, row + " .pill").text == "online", "the device online")
-    cells = [c.text for c in page.find_elements(By.CSS_SELECTOR, row + " td")]
+    # One look at the row (the page rebuilds it on every change).
+    cells = page.execute_script("return [...document.querySelectorAll(arguments[0])].map(c => c.innerText)",
+                                row + " td")
+    titles = page.execute_script("return [...document.querySelectorAll(arguments[0])].map(c => c.title)",
+                                 row + " td code")
     assert cells[1] == "password"
-    assert page.find_element(By.CSS_SELECTOR, row + " td code").get_attribute("title") == dev.device_id
-    assert page.find_elements(By.CSS_SELECTOR, row + ' td code[title="%s"]' % dev.thing_id)
+    assert titles == [dev.device_id, dev.thing_id]
     assert cells[4].startswith("2."), cells  # the library version from DeviceBegin
     assert cells[5] in ("just now", "1 s ago", "2 s ago"), cells  # last seen
 

@@ -142,7 +142,7 @@ class Dashboard:
         app.router.add_post("/api/devices/{device_id}/reassign", self._authorized(self._reassign))
         app.router.add_post("/api/devices/{device_id}/timezone", self._authorized(self._timezone))
         app.router.add_post("/api/devices/{device_id}/ota", self._authorized(self._ota))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]

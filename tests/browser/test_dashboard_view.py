@@ -59,6 +59,7 @@ def test_writes_keep_the_kind_and_floats_stay_floats():
     assert view.check_write("sw", True, False) is True
     assert view.check_write("t", 22, 21.5) == 22.0 and isinstance(view.check_write("t", 22, 21.5), float)
     assert view.check_write("n", 3, 1) == 3 and isinstance(view.check_write("n", 3, 1), int)
+    assert view.check_write("n", 3.0, 1) == 3 and isinstance(view.check_write("n", 3.0, 1), int)
     assert view.check_write("loc", {"lat": 1}, {"lat": 0.5, "lon": 2.0}) == {"lat": 1.0}
     assert view.check_write("new", "x", None) == "x"  # no value yet: any scalar
     for name, value, current, words in [
@@ -66,7 +67,7 @@ def test_writes_keep_the_kind_and_floats_stay_floats():
         ("loc", 1.0, {"lat": 0.5}, "composite"), ("loc", {}, {"lat": 0.5}, "at least one"),
         ("loc", {"x": 1}, {"lat": 0.5}, "no field"), ("loc", {"lat": [1]}, {"lat": 0.5}, "takes"),
         ("s", {"a": 1}, "text", "not a composite"), ("s", None, "text", "takes"), ("", 1, None, "name"),
-        ("n", math.inf, 1.0, "takes"),
+        ("n", math.inf, 1.0, "takes"), ("n", 2.5, 1, "whole number"), ("tv", {"vol": 2.5}, {"vol": 1}, "whole"),
         ("secret", "x", b64url(cbor2.dumps(cbor2.CBORTag(16, [b"\xa1\x01\x03", {}, b"c" * 20]))), "sealed"),
     ]:
         with pytest.raises(view.BadWrite, match=words):

@@ -158,9 +158,17 @@ def check_write(name: str, value: Any, current: Any) -> Any:
 
 
 def _same_number_type(value: Any, current: Any) -> Any:
-    """A whole number sent for a float stays a float (JSON from a page cannot tell 22 from 22.0)."""
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    """A number of the current value's type: JSON from a page cannot tell 22 from 22.0, so a
+    whole number sent for a float becomes a float, and a whole float sent for an int an int;
+    a fraction for an int is refused."""
+    if isinstance(value, bool) or isinstance(current, bool):
+        return value
+    if isinstance(current, float) and isinstance(value, int):
         return float(value)
+    if isinstance(current, int) and isinstance(value, float):
+        if not value.is_integer():
+            raise BadWrite("%r is not a whole number, and the property holds one (%d)" % (value, current))
+        return int(value)
     return value
 
 

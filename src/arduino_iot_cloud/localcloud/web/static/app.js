@@ -311,6 +311,7 @@
         const span = Math.max(10, Math.abs(v) * 2);  // no declared range: one around the value
         range.min = String(Math.min(0, Math.floor(v - span / 2)));
         range.max = String(Math.max(100, Math.ceil(v + span / 2)));
+        range.step = num.step = Number.isInteger(v) ? "1" : "any";  // an int property takes whole numbers
         range.value = String(v);
         num.value = String(v);
       }};

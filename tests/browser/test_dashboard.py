@@ -218,6 +218,27 @@ def test_a_refused_write_is_shown(page, device_factory, device_thread, local_clo
     assert local_cloud.get(dev, "n") == 5
 
 
+def test_refused_logins_are_listed(page, device_factory, local_cloud):
+    import paho.mqtt.client as mqtt
+
+    dev = device_factory()
+    mark = local_cloud.broker_mark()
+    intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev.device_id)
+    intruder.username_pw_set(dev.device_id, "not-the-secret")
+    intruder.tls_set(ca_certs=local_cloud.ca_file)
+    intruder.connect(local_cloud.host, local_cloud.password_port)
+    try:
+        intruder.loop_start()
+        local_cloud.wait_broker_event("refused", since=mark)
+    finally:
+        intruder.loop_stop()
+        intruder.disconnect()
+    listener = "password (%d)" % local_cloud.password_port
+    wait(page, lambda p: any(listener in row.text and "not authorised" in row.text
+                             for row in p.find_elements(By.CSS_SELECTOR, "#refused tbody tr")), "the refusal")
+    assert page.find_element(By.ID, "no-refused").is_displayed() is False
+
+
 @pytest.mark.parametrize("token", ["not JSON", "", "wrong", None])
 def test_the_live_stream_needs_the_token(dashboard, token):
     import asyncio

@@ -109,29 +109,52 @@ def test_the_page_is_served_with_a_strict_content_policy(dashboard):
     assert dashboard.token not in page
 
 
-def test_run_prints_the_address_with_the_token_kept_in_the_admin_file(tmp_path, browser_parts):
+def start_run(workdir):
+    """``localcloud run`` in a subprocess: (process, its output up to "Ctrl-C", page URL, token)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "arduino_iot_cloud.localcloud", "--workdir", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "arduino_iot_cloud.localcloud", "--workdir", str(workdir),
                              "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    lines = []
+    deadline = time.monotonic() + 30
+    while not any("Ctrl-C" in line for line in lines):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop_run(proc)
+            raise AssertionError("run did not start:\n" + "".join(lines))
+        lines.append(proc.stdout.readline())
+    out = "".join(lines)
+    m = re.search(r"dashboard .* (http://127\.0\.0\.1:\d+/)#token=(\S+)", out)
+    if not m:
+        stop_run(proc)
+        raise AssertionError("no dashboard address in:\n" + out)
+    return proc, out, m.group(1), m.group(2)
+
+
+def stop_run(proc):
+    proc.terminate()
+    proc.wait(15)
+    return proc.returncode
+
+
+def test_run_prints_the_address_with_the_token_kept_in_the_admin_file(tmp_path, browser_parts):
+    proc, out, url, token = start_run(tmp_path)
     try:
-        lines = []
-        deadline = time.monotonic() + 30
-        while not any("Ctrl-C" in line for line in lines):
-            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
-            lines.append(proc.stdout.readline())
-        out = "".join(lines)
-        m = re.search(r"dashboard .* (http://127\.0\.0\.1:(\d+)/)#token=(\S+)", out)
-        assert m, out
-        url, token = m.group(1), m.group(3)
         assert out.count(token) == 1  # printed once
         admin = tmp_path / "admin.json"
         assert stat.S_IMODE(admin.stat().st_mode) == 0o600
-        assert json.loads(admin.read_text())["dashboard_token"] == token
+        saved = json.loads(admin.read_text())
+        assert saved["dashboard_token"] == token and url.endswith(":%d/" % saved["dashboard_port"])
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200
         code, answer = post(url + "api/devices/x/detach", {}, "not-" + token)
         assert code == 401
     finally:
-        proc.terminate()
-        proc.wait(15)
-    assert proc.returncode == 0
+        assert stop_run(proc) == 0
+    # The next run serves the same address (port still free) with the same token.
+    proc, out, url2, token2 = start_run(tmp_path)
+    try:
+        assert (url2, token2) == (url, token)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        # (run prints "Ctrl-C" a moment before it handles SIGTERM: the request above leaves it that moment)
+        assert stop_run(proc) == 0

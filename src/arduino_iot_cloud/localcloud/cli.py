@@ -96,7 +96,7 @@ def _start_dashboard(args: argparse.Namespace, cloud: LocalCloud) -> Any:
     try:
         dashboard = Dashboard(cloud, port=args.dashboard_port).start()
     except OSError as exc:
-        raise CliError("the dashboard cannot listen on 127.0.0.1:%d: %s" % (args.dashboard_port,
+        raise CliError("the dashboard cannot listen on 127.0.0.1:%s: %s" % (args.dashboard_port,
                                                                            exc.strerror or exc)) from None
     print("  dashboard (with its token; open it in a browser) %s" % dashboard.login_url)
     return dashboard
@@ -399,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (("run", cmd_run, "run broker, emulator and web dashboard in the foreground"),
                              ("demo", cmd_demo, "run, plus a demo device driven from the dashboard")):
         r0 = sub.add_parser(name, help=text)
-        r0.add_argument("--dashboard-port", type=int, default=0, metavar="PORT",
-                        help="the web dashboard's port on 127.0.0.1 (default: a free one, printed)")
+        r0.add_argument("--dashboard-port", type=int, metavar="PORT",
+                        help="the web dashboard's port on 127.0.0.1 (default: the last one if free, "
+                             "else any free one; printed)")
         r0.add_argument("--no-dashboard", action="store_true", help="no web dashboard")
         r0.set_defaults(func=func)
 

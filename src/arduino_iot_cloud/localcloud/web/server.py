@@ -38,7 +38,7 @@ from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, T
 
 from aiohttp import WSMsgType, web
 
-from ..broker import HOST, _write_private
+from ..broker import HOST, _write_private, port_is_free
 from ..emulator import BROKER, CloudEmulator
 from . import view
 
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_KEY = "dashboard_token"
+PORT_KEY = "dashboard_port"
 PUSH_INTERVAL = 0.05   # seconds: device updates are coalesced to at most one push per interval
 REFUSED_MAX = 50       # refused logins kept for the page
 QUEUE_MAX = 2000       # messages waiting for one page; a page that falls further behind is dropped
@@ -65,9 +66,15 @@ def dashboard_token(cloud: Any) -> str:
     on first use)."""
     admin = cloud.admin_credentials()
     if not admin.get(TOKEN_KEY):
-        admin[TOKEN_KEY] = secrets.token_urlsafe(24)
-        _write_private(Path(cloud.workdir) / "admin.json", json.dumps(admin))
+        _save_admin(cloud, TOKEN_KEY, secrets.token_urlsafe(24))
     return admin[TOKEN_KEY]
+
+
+def _save_admin(cloud: Any, key: str, value: Any) -> None:
+    """Set one key of the cloud's ``admin.json`` (rewritten whole, mode 0600)."""
+    admin = cloud.admin_credentials()
+    admin[key] = value
+    _write_private(Path(cloud.workdir) / "admin.json", json.dumps(admin))
 
 
 class _Refused(Exception):
@@ -82,16 +89,20 @@ class _Refused(Exception):
 class Dashboard:
     """The web dashboard of a running :class:`~arduino_iot_cloud.localcloud.LocalCloud`.
 
-    ``start()`` serves it on ``127.0.0.1:port`` (0: a free port; see :attr:`port`)
+    ``start()`` serves it on ``127.0.0.1:port`` (0: a free port; None: the port of the
+    last start, kept in ``admin.json``, if it is still free, else a free one; see :attr:`port`)
     and returns once it listens; ``stop()`` closes it.  :attr:`url` is the page,
     :attr:`login_url` the page with the token in its fragment.
     """
 
-    def __init__(self, cloud: Any, port: int = 0, token: Optional[str] = None) -> None:
+    def __init__(self, cloud: Any, port: Optional[int] = None, token: Optional[str] = None) -> None:
         self.cloud = cloud
         self.host = HOST
-        self.port = port
         self.token = token or dashboard_token(cloud)
+        if port is None:
+            last = cloud.admin_credentials().get(PORT_KEY)
+            port = last if isinstance(last, int) and port_is_free(last) else 0
+        self.port = port
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._runner: Optional[web.AppRunner] = None
@@ -146,6 +157,8 @@ class Dashboard:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]
+        if self.cloud.admin_credentials().get(PORT_KEY) != self.port:
+            _save_admin(self.cloud, PORT_KEY, self.port)  # the same address next time, if free
         assert self._emulator is not None
         with self._emulator._cond:  # no event may slip between the first look and the listener
             for device_id in list(self._emulator.devices):
@@ -155,7 +168,7 @@ class Dashboard:
                     self._last_seen[device_id] = seen[-1]
             for t, kind, detail in self._emulator.events(BROKER, timestamps=True):
                 if kind == "refused":
-                    self._refused.append(_refusal(t, detail))
+                    self._refused.append(self._refusal(t, detail))
             self._emulator.listeners.append(self._listener)
         log.info("dashboard listening on %s", self.url)
 
@@ -205,7 +218,7 @@ class Dashboard:
     def _on_event(self, device_id: str, when: float, kind: str, detail: Any) -> None:
         if device_id == BROKER:
             if kind == "refused":
-                refusal = _refusal(when, detail)
+                refusal = self._refusal(when, detail)
                 self._refused.append(refusal)
                 self._broadcast({"type": "refused", "refusal": refusal})
             return
@@ -256,6 +269,14 @@ class Dashboard:
             devices.append(row)
         return {"type": "snapshot", "time": time.time(), "devices": devices, "refused": list(self._refused),
                 "ota": False}
+
+    def _refusal(self, when: float, detail: Any) -> Dict[str, Any]:
+        """A refused login as the page lists it, with the listener's name for its port."""
+        detail = detail if isinstance(detail, dict) else {}
+        port = detail.get("port")
+        listener = {self.cloud.password_port: "password", self.cloud.cert_port: "certificate"}.get(port)
+        return {"time": when, "reason": detail.get("reason"), "port": port, "listener": listener,
+                "peer": detail.get("peer"), "tls_error": detail.get("tls_error")}
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -385,9 +406,3 @@ class Dashboard:
 def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
-
-def _refusal(when: float, detail: Any) -> Dict[str, Any]:
-    """A refused login as the page lists it."""
-    detail = detail if isinstance(detail, dict) else {}
-    return {"time": when, "reason": detail.get("reason"), "port": detail.get("port"),
-            "peer": detail.get("peer"), "tls_error": detail.get("tls_error")}

@@ -155,7 +155,7 @@
   function upsertDevice(d, history) {
     let dev = page.devices.get(d.device_id);
     if (!dev) {
-      dev = {tiles: new Map(), row: el("tr", {"data-device": d.device_id}), card: buildCard(d), thing: d.thing_id};
+      dev = {tiles: new Map(), row: buildRow(d.device_id), card: buildCard(d), thing: d.thing_id};
       page.devices.set(d.device_id, dev);
       document.querySelector("#devices tbody").append(dev.row);
       document.getElementById("cards").append(dev.card.root);
@@ -166,16 +166,7 @@
       dev.thing = d.thing_id;
     }
     dev.data = d;
-    dev.row.replaceChildren(
-      el("td", {}, el("code", {text: short(d.device_id), title: d.device_id})),
-      el("td", {text: d.auth}),
-      el("td", {}, statusPill(d.connected)),
-      el("td", {}, d.thing_id ? el("code", {text: short(d.thing_id), title: d.thing_id})
-                              : el("span", {class: "muted", text: "detached"})),
-      el("td", {text: d.library_version || "—"}),
-      el("td", {class: "last-seen", "data-time": d.last_seen || "", text: ago(d.last_seen)}),
-      el("td", {}, d.sha256 ? el("code", {text: short(d.sha256), title: d.sha256})
-                            : el("span", {class: "muted", text: "not reported"})));
+    dev.row.update(d);
     dev.card.update(d);
     const names = new Set();
     for (const p of d.properties) {
@@ -194,6 +185,30 @@
     }
     dev.card.empty.hidden = d.properties.length > 0;
     document.getElementById("no-devices").hidden = page.devices.size > 0;
+  }
+
+  // A row of the devices table: its cells are made once and updated in place.
+  function buildRow(id) {
+    const cells = {};
+    const root = el("tr", {"data-device": id});
+    for (const name of ["device", "auth", "status", "thing", "library", "seen", "sha256"]) {
+      cells[name] = el("td", {class: name === "seen" ? "last-seen" : ""});
+      root.append(cells[name]);
+    }
+    cells.device.append(el("code", {text: short(id), title: id}));
+    const code = (text) => el("code", {text: short(text), title: text});
+    const muted = (text) => el("span", {class: "muted", text});
+    root.update = (d) => {
+      cells.auth.textContent = d.auth;
+      cells.status.replaceChildren(statusPill(d.connected));
+      cells.thing.replaceChildren(d.thing_id ? code(d.thing_id) : muted("detached"));
+      cells.library.textContent = d.library_version || "—";
+      cells.seen.dataset.time = d.last_seen || "";
+      cells.seen.textContent = ago(d.last_seen);
+      cells.seen.title = d.last_seen ? new Date(d.last_seen * 1000).toLocaleString() : "";
+      cells.sha256.replaceChildren(d.sha256 ? code(d.sha256) : muted("not reported"));
+    };
+    return root;
   }
 
   function insertSorted(parent, node, name) {
@@ -253,8 +268,8 @@
     const tbody = document.querySelector("#refused tbody");
     tbody.prepend(el("tr", {},
       el("td", {text: new Date(r.time * 1000).toLocaleTimeString()}), el("td", {text: r.reason || "—"}),
-      el("td", {text: r.port === null || r.port === undefined ? "—" : String(r.port)}),
-      el("td", {text: r.tls_error || "—"})));
+      el("td", {text: (r.listener || "port") + (r.port ? " (" + r.port + ")" : "")}),
+      el("td", {text: r.peer || "—"}), el("td", {text: r.tls_error || "—"})));
     while (tbody.children.length > 50) tbody.lastChild.remove();
   }
 

@@ -158,3 +158,29 @@ def test_run_prints_the_address_with_the_token_kept_in_the_admin_file(tmp_path, 
     finally:
         # (run prints "Ctrl-C" a moment before it handles SIGTERM: the request above leaves it that moment)
         assert stop_run(proc) == 0
+
+
+def test_demo_prints_the_dashboard_address(tmp_path, browser_parts):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "arduino_iot_cloud.localcloud", "--workdir", str(tmp_path),
+                             "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while not any("device:    led" in line for line in lines):  # the demo device answers
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            lines.append(proc.stdout.readline())
+        m = re.search(r"dashboard .* (http://127\.0\.0\.1:\d+/)#token=(\S+)", "".join(lines))
+        assert m, "".join(lines)
+        with urllib.request.urlopen(m.group(1), timeout=10) as response:
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_the_device_library_never_imports_the_dashboard():
+    code = ("import sys, arduino_iot_cloud, arduino_iot_cloud.localcloud, arduino_iot_cloud.localcloud.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'arduino_iot_cloud.localcloud.web'))))")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, timeout=60).stdout
+    assert out.strip() == "[]"

@@ -140,6 +140,25 @@ def _print_ports(cloud: LocalCloud) -> None:
     print("  CA certificate                               %s (DER: %s)" % (cloud.ca_file, cloud.ca_der))
 
 
+def _start_dashboard(args: argparse.Namespace, cloud: LocalCloud) -> Any:
+    """Start the web dashboard and print its address with the token (shown only here);
+    None when turned off or aiohttp (the [localcloud] extra) is missing."""
+    if args.no_dashboard:
+        return None
+    try:
+        from .web import Dashboard
+    except ImportError:
+        print("  dashboard: needs aiohttp (pip install 'arduino-iot-cloud[localcloud]')")
+        return None
+    try:
+        dashboard = Dashboard(cloud, port=args.dashboard_port).start()
+    except OSError as exc:
+        raise CliError("the dashboard cannot listen on 127.0.0.1:%s: %s" % (args.dashboard_port,
+                                                                           exc.strerror or exc)) from None
+    print("  dashboard (with its token; open it in a browser) %s" % dashboard.login_url)
+    return dashboard
+
+
 def _wait_for_signal() -> None:
     """Block until Ctrl-C or SIGTERM.  SIGINT gets a handler of its own, since a shell
     starts background jobs with SIGINT ignored (``kill -INT`` must still stop us)."""
@@ -166,15 +185,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     _record_running(cloud.workdir)
+    dashboard = None
     try:
         print("local cloud running (pid %d), work directory %s" % (os.getpid(), cloud.workdir))
         _print_ports(cloud)
+        dashboard = _start_dashboard(args, cloud)
         n = len(cloud.store.load()["devices"])
         print("  %d device(s)%s" % (n, "" if n else "; add one with: arduino-localcloud add-device"))
         print("Ctrl-C stops it.", flush=True)
         _wait_for_signal()
     finally:
         _forget_running(cloud.workdir)
+        if dashboard is not None:
+            dashboard.stop()
         cloud.stop()
         print("local cloud stopped", flush=True)
     return 0
@@ -377,15 +400,25 @@ def cmd_issue_cert(args: argparse.Namespace) -> int:
 
 
 _DEMO_DEVICE = """\
-import logging, os
-from arduino_iot_cloud import ArduinoCloudClient
+import logging, math, os, time
+from arduino_iot_cloud import ArduinoCloudClient, ColoredLight, Location, Task
 logging.basicConfig(format="device: %(levelname)s %(message)s", level=logging.WARNING)
 def on_switch(client, value):
     client["led"] = value
+def sensors(client):
+    t = time.time()
+    client["temperature"] = round(21.5 + 2.0 * math.sin(t / 15) + 0.4 * math.sin(t / 2.3), 2)
+    client["humidity"] = int(round(47 + 6 * math.sin(t / 40)))
 client = ArduinoCloudClient(device_id=os.environ["DEVICE_ID"], username=os.environ["DEVICE_ID"],
                             password=os.environ["SECRET_KEY"])
 client.register("sw1", value=None, on_write=on_switch)
 client.register("led", value=None)
+client.register("temperature", value=21.5)
+client.register("humidity", value=47)
+client.register("message", value="hello from the demo device")
+client.register(ColoredLight("lamp", swi=True, hue=174.0, sat=80.0, bri=60.0))
+client.register(Location("position", lat=45.0703, lon=7.6869))
+client.register(Task("sensors", on_run=sensors, interval=1.0))
 client.start()
 """
 
@@ -429,10 +462,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     proc: Optional[subprocess.Popen] = None
     _record_running(cloud.workdir)
+    dashboard = None
     try:
         dev, secret = _demo_device(cloud)
         print("local cloud running, work directory %s" % cloud.workdir)
         _print_ports(cloud)
+        dashboard = _start_dashboard(args, cloud)
         print("demo device %s: the dashboard toggles sw1, the device copies it to led" % dev.device_id)
         _print_next_steps(cloud, dev)
         print("Ctrl-C stops all.", flush=True)
@@ -460,6 +495,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         _forget_running(cloud.workdir)
+        if dashboard is not None:
+            dashboard.stop()
         cloud.stop()
 
 
@@ -474,8 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("run", help="run broker and emulator in the foreground").set_defaults(func=cmd_run)
-    sub.add_parser("demo", help="run, plus a demo device driven from the dashboard").set_defaults(func=cmd_demo)
+    for name, func, text in (("run", cmd_run, "run broker, emulator and web dashboard in the foreground"),
+                             ("demo", cmd_demo, "run, plus a demo device driven from the dashboard")):
+        r0 = sub.add_parser(name, help=text)
+        r0.add_argument("--dashboard-port", type=int, metavar="PORT",
+                        help="the web dashboard's port on 127.0.0.1 (default: the last one if free, "
+                             "else any free one; printed)")
+        r0.add_argument("--no-dashboard", action="store_true", help="no web dashboard")
+        r0.set_defaults(func=func)
 
     a = sub.add_parser("add-device", help="create a device (prints its id and secret, or key/cert paths)")
     a.add_argument("--cert", action="store_true", help="client-certificate device (writes key + cert, PEM and DER)")

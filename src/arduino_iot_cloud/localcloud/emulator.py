@@ -71,6 +71,9 @@ OTA_TOPIC = "localcloud/ota/%s"  # each OTA event of a device, as JSON, for the 
 
 DeviceRef = Union[Device, str]
 ControlHandler = Callable[[str, Dict[str, Any]], Any]
+# A listener hears every event as (device_id, time, kind, detail), plus ("added", None) for a
+# new device; it runs under the emulator's lock in its threads, so it must only hand off.
+Listener = Callable[[str, float, str, Any], None]
 _MISSING = object()
 # Broker-wide events (refused logins, reloads, messages on unowned things) are kept as the
 # events of this reserved name, which no device id can take (ids are UUIDs).
@@ -130,6 +133,7 @@ class CloudEmulator:
         self._pongs: set = set()
         self.control_handler: Optional[ControlHandler] = None
         self.ota_shas: Dict[str, str] = {}  # device id -> SHA-256 (hex) of its last OtaBeginUp
+        self.listeners: List[Listener] = []  # the web dashboard (localcloud/web)
         self._ctl_queue: "queue.Queue[Optional[Tuple[str, Dict[str, Any]]]]" = queue.Queue()
         self._ctl_thread: Optional[threading.Thread] = None
         self._dirty: set = set()
@@ -241,6 +245,7 @@ class CloudEmulator:
                     thing.values.setdefault(name, value)
             self._publish_device_info(dev)
             self._publish_state(dev)
+            self._notify(dev.device_id, time.time(), "added", None)
 
     def device(self, ref: DeviceRef) -> Device:
         """The emulator's Device for a Device or a device id (KeyError if unknown)."""
@@ -271,9 +276,18 @@ class CloudEmulator:
                 self._event_count[device_id] = 0
             seq = self._event_count[device_id]
             self._event_count[device_id] = seq + 1
-            self._events[device_id].append((seq, time.time(), kind, detail))
+            now = time.time()
+            self._events[device_id].append((seq, now, kind, detail))
             self._cond.notify_all()
+            self._notify(device_id, now, kind, detail)
         log.debug("device %s: %s %r", device_id, kind, detail)
+
+    def _notify(self, device_id: str, when: float, kind: str, detail: Any) -> None:
+        for listener in self.listeners:
+            try:
+                listener(device_id, when, kind, detail)
+            except Exception:  # a listener's bug must never stop the emulator
+                log.exception("event listener failed")
 
     def _broker_event(self, kind: str, detail: Any) -> None:
         self._event(BROKER, kind, detail)

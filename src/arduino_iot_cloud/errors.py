@@ -68,3 +68,14 @@ class TLSError(TransportError):
     """TLS failed: the broker's certificate was not trusted (unknown CA, wrong
     host name, expired) or the broker refused the device's certificate.  The
     message gives the reason in words, then the TLS library's own text."""
+
+
+class UnsealError(DecodeError):
+    """A sealed value was refused (sealing/): malformed, not authentic (or
+    sealed for another property), a wrong key id, a replay, or a plain value
+    where a sealed one belongs.  `.reason` names which; the message never holds
+    a key, a secret or a plaintext."""
+
+    def __init__(self, reason, detail):
+        self.reason = reason
+        super().__init__("sealed value refused (%s): %s" % (reason, detail))

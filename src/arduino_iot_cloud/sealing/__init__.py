@@ -12,6 +12,7 @@
 #
 # Nothing here logs or formats a key, a secret or a plaintext.
 
+import binascii
 import json
 
 from ..errors import ConfigError, UnsealError
@@ -77,8 +78,6 @@ class SealingContext:
     def from_file(cls, path, backend=None):
         """A context from a file made by `python -m arduino_iot_cloud.sealing new`
         (secret, salt, ids and state in one 0600 file, rewritten as the state moves)."""
-        import binascii
-
         try:
             with open(path) as f:
                 data = json.load(f)
@@ -120,12 +119,13 @@ class SealingContext:
         if plaintext is None:
             raise UnsealError(message.NOT_AUTHENTIC,
                               "does not authenticate (changed, another key, or sealed for another property)")
-        verdict = self.state.check(seq, name)
+        tag = binascii.hexlify(ciphertext[-8:]).decode()
+        verdict = self.state.check(seq, name, tag)
         if verdict != NEW and verdict != REPEAT:
             raise UnsealError(message.REPLAY, "sequence number %d was seen already or is too old" % seq)
         value = message.decode_value(plaintext)
         if verdict == NEW:
-            self.state.accept(seq, name)  # on disk before the value is used
+            self.state.accept(seq, name, tag)  # on disk before the value is used
         return value, verdict == REPEAT
 
     def unseal(self, name, text):

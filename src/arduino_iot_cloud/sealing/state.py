@@ -15,9 +15,11 @@
 # Rule 2 (replay window): a received number is accepted when it is above the
 #   highest seen, or within the WINDOW numbers below it and not seen yet.  The
 #   window is a bit mask: bit i is set when number high - 1 - i was seen.
-# Rule 3 (same last message): the number last accepted for a property may come
+# Rule 3 (same last message): the message last accepted for a property may come
 #   again (the cloud's last values after a reconnect, a QoS 1 duplicate): it is
-#   reported as a repeat, not a replay.
+#   reported as a repeat, not a replay.  Same message = same number and same
+#   authentication tag: a sender that reused a number (a lost state file, a
+#   volatile context) cannot pass another value off as a repeat.
 # Rule 4: the window is written to the file when a number is accepted, before
 #   the value is handed on, so an old message stays refused after a restart.
 #
@@ -79,7 +81,7 @@ class SealingState:
         self.next_seq = 0
         self.high = -1        # highest number accepted, -1: none yet
         self.bits = 0
-        self.last = {}        # property name -> number last accepted for it
+        self.last = {}        # property name -> [number, tag (hex)] last accepted for it
         if path is None:
             return
         if create:
@@ -105,8 +107,8 @@ class SealingState:
             self.high = int(data.pop("replay_high", -1))
             self.bits = int(data.pop("replay_bits", 0)) & _MASK
             last = data.pop("replay_last", {})
-            self.last = {str(k): int(v) for k, v in last.items()}
-        except (TypeError, ValueError, AttributeError):
+            self.last = {str(k): [int(v[0]), str(v[1])] for k, v in last.items()}
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError):
             raise ConfigError("state file %s holds malformed entries" % self.path)
         self.extra = data
         self.next_seq = self.limit
@@ -133,9 +135,10 @@ class SealingState:
         return seq
 
     # --- receiving (Rules 2-4) ------------------------------------------------------
-    def check(self, seq, name):
-        """NEW, REPEAT (the number last accepted for this property) or REPLAY."""
-        if self.last.get(name) == seq:
+    def check(self, seq, name, tag):
+        """NEW, REPEAT (the message last accepted for this property) or REPLAY.
+        tag: the message's authentication tag, as hex text."""
+        if self.last.get(name) == [seq, tag]:
             return REPEAT
         high = self.high
         if seq > high:
@@ -144,7 +147,7 @@ class SealingState:
             return REPLAY
         return REPLAY if self.bits >> (high - seq - 1) & 1 else NEW
 
-    def accept(self, seq, name):
+    def accept(self, seq, name, tag):
         high = self.high
         if seq > high:
             shift = seq - high
@@ -155,5 +158,5 @@ class SealingState:
             self.high = seq
         elif seq < high:
             self.bits |= 1 << (high - seq - 1)
-        self.last[name] = seq
+        self.last[name] = [seq, tag]
         self.save()

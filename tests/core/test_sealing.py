@@ -422,3 +422,12 @@ def test_sealed_property_last_values():
     (_, mine), = reg.changes()
     reg.apply([("code", None, mine, None)], client, last_values=True)     # the device's own: kept
     assert reg.get("code").value == "2222" and client.writes == ["1111"]
+
+
+def test_a_reused_number_is_not_a_repeat():
+    # A sender that lost its state seals another value under a number already used:
+    # the receiver must not take it for the last message delivered again.
+    own = owner()
+    assert own.unseal("x", device().seal("x", 1)) == 1
+    assert _reason(own.unseal, "x", device().seal("x", 2)) == message.REPLAY
+    assert own.unseal("x", device().seal("x", 1)) == 1   # the very same message again: fine

@@ -84,7 +84,9 @@ async def cloud_value(driver, cloud, dev, name, salt, value):
 # --- in process, CPython ------------------------------------------------------------------------
 @pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["async", "sync"])
-async def test_sealed_values_both_ways_drops_and_restart(local_cloud, device_factory, tmp_path, mode, caplog):
+@pytest.mark.parametrize("transport", ["socket", "paho"])
+async def test_sealed_values_both_ways_drops_and_restart(local_cloud, device_factory, tmp_path, transport, mode,
+                                                         caplog):
     caplog.set_level(logging.INFO, logger="arduino_iot_cloud")
     cloud = local_cloud
     dev = device_factory(auth="password")
@@ -94,7 +96,7 @@ async def test_sealed_values_both_ways_drops_and_restart(local_cloud, device_fac
     writes = []
 
     def start(ctx):
-        client = make_client(cloud, dev, "socket", mode, sealing=ctx)
+        client = make_client(cloud, dev, transport, mode, sealing=ctx)
         client.register("target", value=None, on_write=lambda c, v: writes.append(v), sealed=True)
         client.register("state", value=20.25, sealed=True)
         return client

@@ -11,6 +11,14 @@
 from ..errors import ConfigError
 from . import aesccm
 
+try:  # CPython with the "sealing" extra
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+except ImportError:  # MicroPython, or CPython without the extra
+    AESCCM = None
+
 
 class _PureAead:
     def __init__(self, encrypt_block):
@@ -40,16 +48,12 @@ class PureBackend:
 
 class _CryptographyAead:
     def __init__(self, key):
-        from cryptography.hazmat.primitives.ciphers.aead import AESCCM
-
         self._ccm = AESCCM(key, tag_length=8)
 
     def seal(self, nonce, aad, plaintext):
         return self._ccm.encrypt(nonce, plaintext, aad)
 
     def open(self, nonce, aad, data):
-        from cryptography.exceptions import InvalidTag
-
         try:
             return self._ccm.decrypt(nonce, data, aad)
         except InvalidTag:
@@ -60,9 +64,6 @@ class CryptographyBackend:
     name = "cryptography"
 
     def hkdf(self, salt, ikm, info, length):
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
         return HKDF(hashes.SHA256(), length, salt or None, info).derive(ikm)
 
     def aead(self, key):
@@ -82,11 +83,9 @@ def default_backend():
     """`cryptography` where it is installed, else cryptolib (MicroPython)."""
     global _default
     if _default is None:
-        try:
-            import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
-
+        if AESCCM is not None:
             _default = CryptographyBackend()
-        except ImportError:
+        else:
             try:
                 import cryptolib  # noqa: F401
             except ImportError:

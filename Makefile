@@ -1,7 +1,7 @@
 # Two commands matter: `make demo` (a device on the local cloud) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy clean
+.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy bench-sealing clean
 
 # Everything the demo and the tests need (apt packages need root; see .ci/setup).
 setup:
@@ -30,6 +30,9 @@ bench:
 
 bench-mpy:
 	$(PYTHON) benchmarks/mpy_memory.py
+
+bench-sealing:
+	$(PYTHON) benchmarks/sealing.py
 
 clean:
 	rm -rf .localcloud .venv-141 benchmarks/results .pytest_cache

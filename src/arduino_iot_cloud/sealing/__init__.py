@@ -71,8 +71,7 @@ class SealingContext:
 
     def __repr__(self):
         return "<SealingContext sender_id=%s recipient_id=%s>" % (
-            self.sender_id.hex() if hasattr(self.sender_id, "hex") else "?",
-            self.recipient_id.hex() if hasattr(self.recipient_id, "hex") else "?")
+            binascii.hexlify(self.sender_id).decode(), binascii.hexlify(self.recipient_id).decode())
 
     @classmethod
     def from_file(cls, path, backend=None):

@@ -103,8 +103,10 @@ def decode(raw):
         headers = cbor_loads(protected) if protected else {}
     except DecodeError:
         _refuse("protected header is not CBOR")
-    if (not isinstance(headers, dict) or len(headers) != 1 or type(headers.get(1)) is not int
-            or headers[1] != ALG_AES_CCM_16_64_128 or type(list(headers)[0]) is not int):
+    # Exactly {1: 10}; the type checks keep out true/false, which equal 1/0 in Python.
+    items = list(headers.items()) if isinstance(headers, dict) else None
+    if (items is None or len(items) != 1 or type(items[0][0]) is not int or items[0][0] != 1
+            or type(items[0][1]) is not int or items[0][1] != ALG_AES_CCM_16_64_128):
         _refuse("algorithm is not AES-CCM-16-64-128")
     for key in unprotected:
         if type(key) is not int or key not in (4, 6):

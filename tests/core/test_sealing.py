@@ -357,6 +357,8 @@ def test_bad_arguments():
     raises(ConfigError, SealingContext, "text", b"dev", b"own", volatile=True)
     raises(ValueTypeError, device().seal, "x", [1, 2])
     raises(ValueTypeError, device().seal, "x", None)
+    raises(ValueTypeError, device().seal, "x", 1 << 64)
+    assert owner().unseal("x", device().seal("x", -(1 << 64))) == -(1 << 64)
 
 
 # --- the registry record -------------------------------------------------------------------------

@@ -45,12 +45,8 @@ def _xor_into(acc, data, offset):
 
 
 def _cbc_mac(encrypt_block, nonce, aad, plaintext):
-    b0 = bytearray(_BLOCK)
-    b0[0] = _B0_FLAGS
-    b0[1:14] = nonce
-    b0[14] = len(plaintext) >> 8
-    b0[15] = len(plaintext) & 0xFF
-    x = bytearray(encrypt_block(bytes(b0)))
+    b0 = bytes((_B0_FLAGS,)) + nonce + bytes((len(plaintext) >> 8, len(plaintext) & 0xFF))
+    x = bytearray(encrypt_block(b0))
     # Associated data: its length (2 bytes below 0xFF00, else 0xFFFE + 4 bytes), then the data.
     n = len(aad)
     if n < 0xFF00:
@@ -70,9 +66,7 @@ def _cbc_mac(encrypt_block, nonce, aad, plaintext):
 def _ctr(encrypt_block, nonce, data, start):
     # XOR data with the key stream from counter `start`; returns new bytes.
     out = bytearray(data)
-    a = bytearray(_BLOCK)
-    a[0] = _CTR_FLAGS
-    a[1:14] = nonce
+    a = bytearray(bytes((_CTR_FLAGS,)) + nonce + b"\x00\x00")  # (no slice assignment: not on every port)
     counter = start
     for off in range(0, len(out), _BLOCK):
         a[14] = counter >> 8

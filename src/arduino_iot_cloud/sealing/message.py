@@ -126,6 +126,8 @@ def decode(raw):
 def encode_value(value):
     if type(value) not in _VALUE_TYPES:
         raise TypeError("a sealed value is a bool, int, float or str")
+    if type(value) is int and not -(1 << 64) <= value < (1 << 64):
+        raise TypeError("a sealed int fits in 64 bits (no CBOR bignums: MicroPython's codec has none)")
     return cbor_dumps(value)
 
 

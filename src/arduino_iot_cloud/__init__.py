@@ -27,8 +27,11 @@ def __getattr__(name):
         from .sealing import SealingContext
 
         return SealingContext
-    try:
-        __import__("arduino_iot_cloud." + name)
-    except ImportError:
-        raise AttributeError("module 'arduino_iot_cloud' has no attribute '%s'" % name)
-    return globals()[name]
+    if not name.startswith("_"):
+        try:
+            __import__("arduino_iot_cloud." + name)
+            return globals()[name]
+        except ImportError as e:
+            if "arduino_iot_cloud." + name not in str(e):
+                raise  # the submodule exists but needs something missing: say what
+    raise AttributeError("module 'arduino_iot_cloud' has no attribute '%s'" % name)

@@ -87,7 +87,7 @@ async def cloud_value(driver, cloud, dev, name, salt, value):
 @pytest.mark.parametrize("transport", ["socket", "paho"])
 async def test_sealed_values_both_ways_drops_and_restart(local_cloud, device_factory, tmp_path, transport, mode,
                                                          caplog):
-    caplog.set_level(logging.INFO, logger="arduino_iot_cloud")
+    caplog.set_level(logging.DEBUG, logger="arduino_iot_cloud")
     cloud = local_cloud
     dev = device_factory(auth="password")
     dev_state, own_state = str(tmp_path / "device.json"), str(tmp_path / "owner.json")

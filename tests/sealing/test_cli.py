@@ -58,3 +58,20 @@ def test_new_print_writes_nothing(tmp_path):
     assert r.stdout.count(secret) == 1 and os.listdir(str(tmp_path)) == []
     other = cli("new", "--print").stdout.splitlines()[0].split()[1]
     assert other != secret
+
+
+def test_the_local_cloud_shows_a_sealed_value_as_an_opaque_string(tmp_path, capsys):
+    # The local cloud's CLI stores and prints the sealed text as it is: a string it cannot read.
+    from arduino_iot_cloud import SealingContext
+    from arduino_iot_cloud.localcloud import cli as localcloud_cli
+
+    owner = SealingContext(bytes(16), b"owner", b"dev", volatile=True)
+    text = owner.seal("code", "4711")
+    wd = str(tmp_path / "wd")
+    assert localcloud_cli.main(["--workdir", wd, "add-device", "--json", "--property", "code=" + text]) == 0
+    device_id = json.loads(capsys.readouterr().out)["device_id"]
+    assert localcloud_cli.main(["--workdir", wd, "get", device_id, "code"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == text and "4711" not in shown
+    device = SealingContext(bytes(16), b"dev", b"owner", volatile=True)
+    assert device.unseal("code", shown) == "4711"

@@ -72,8 +72,8 @@ class TLSError(TransportError):
 
 class UnsealError(DecodeError):
     """A sealed value was refused (sealing/): malformed, not authentic (or
-    sealed for another property), a wrong key id, a replay, or a plain value
-    where a sealed one belongs.  `.reason` names which; the message never holds
+    sealed for another property), a wrong key id, a replay, a plain value
+    where a sealed one belongs, or a state file that could not be written.  `.reason` names which; the message never holds
     a key, a secret or a plaintext."""
 
     def __init__(self, reason, detail):

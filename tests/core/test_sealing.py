@@ -433,3 +433,36 @@ def test_a_reused_number_is_not_a_repeat():
     assert own.unseal("x", device().seal("x", 1)) == 1
     assert _reason(own.unseal, "x", device().seal("x", 2)) == message.REPLAY
     assert own.unseal("x", device().seal("x", 1)) == 1   # the very same message again: fine
+
+
+def test_a_state_file_that_cannot_be_written_loses_nothing():
+    # The directory of the state file disappears: sealing raises OSError and reserves
+    # nothing; unsealing refuses the value (its replay state could not be kept), and
+    # the same message is refused again rather than taken for a repeat.
+    d = "/tmp/sealing-test-dir-%s" % tohex(os.urandom(6))
+    os.mkdir(d)
+    path = d + "/state.json"
+    try:
+        dev = device(state_path=path, new_state=True)
+        own = owner(state_path=d + "/owner.json", new_state=True)
+        text = dev.seal("v", 1)                        # reserves 0..RESERVE-1 on disk
+        for p in (path, d + "/owner.json"):
+            os.remove(p)
+        os.rmdir(d)
+        assert _reason(own.unseal, "v", text) == message.STATE_NOT_SAVED
+        assert _reason(own.unseal, "v", text) == message.STATE_NOT_SAVED
+        dev.state.next_seq = RESERVE                    # the next seal needs a new block
+        raises(OSError, dev.seal, "v", 2)
+        raises(OSError, dev.seal, "v", 2)               # still not reserved: refused again
+        os.mkdir(d)
+        text = dev.seal("v", 3)
+        with open(path) as f:
+            assert json.load(f)["seq_limit"] == 2 * RESERVE
+        assert message.decode(message.from_text(text))[3] == RESERVE
+    finally:
+        for p in (path, path + ".tmp", d + "/owner.json", d + "/owner.json.tmp"):
+            _remove(p)
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass

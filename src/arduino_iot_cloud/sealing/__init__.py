@@ -124,7 +124,10 @@ class SealingContext:
             raise UnsealError(message.REPLAY, "sequence number %d was seen already or is too old" % seq)
         value = message.decode_value(plaintext)
         if verdict == NEW:
-            self.state.accept(seq, name, tag)  # on disk before the value is used
+            try:
+                self.state.accept(seq, name, tag)  # on disk before the value is used
+            except OSError as e:
+                raise UnsealError(message.STATE_NOT_SAVED, "the state file could not be written (%s)" % e)
         return value, verdict == REPEAT
 
     def unseal(self, name, text):

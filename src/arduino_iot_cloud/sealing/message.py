@@ -32,6 +32,7 @@ WRONG_KID = "wrong kid"
 OWN_MESSAGE = "own message"
 REPLAY = "replay"
 PLAIN_VALUE = "plain value"
+STATE_NOT_SAVED = "state not saved"  # refused because its replay state could not be kept
 
 _VALUE_TYPES = (bool, int, float, str)
 

@@ -129,8 +129,13 @@ class SealingState:
         if seq > MAX_SEQ:
             raise LocalError("sealing sequence numbers are used up: make a new context (new secret)")
         if seq >= self.limit:
+            old = self.limit
             self.limit = min(seq + RESERVE, MAX_SEQ + 1)
-            self.save()
+            try:
+                self.save()
+            except OSError:
+                self.limit = old  # not on disk: not reserved
+                raise
         self.next_seq = seq + 1
         return seq
 
@@ -148,6 +153,20 @@ class SealingState:
         return REPLAY if self.bits >> (high - seq - 1) & 1 else NEW
 
     def accept(self, seq, name, tag):
+        """Record seq as seen; raises OSError (and records nothing) when the file cannot be written."""
+        saved = (self.high, self.bits, self.last.get(name))
+        try:
+            self._accept(seq, name, tag)
+            self.save()
+        except OSError:
+            self.high, self.bits = saved[0], saved[1]
+            if saved[2] is None:
+                self.last.pop(name, None)
+            else:
+                self.last[name] = saved[2]
+            raise
+
+    def _accept(self, seq, name, tag):
         high = self.high
         if seq > high:
             shift = seq - high
@@ -159,4 +178,3 @@ class SealingState:
         elif seq < high:
             self.bits |= 1 << (high - seq - 1)
         self.last[name] = [seq, tag]
-        self.save()

@@ -71,6 +71,7 @@ class ArduinoCloudClient:
     certificate (port 8885).  The environment variables ARDUINO_IOT_CLOUD_SERVER,
     ARDUINO_IOT_CLOUD_PORT and ARDUINO_IOT_CLOUD_CA override server, port and
     the CA, so an unchanged script can be pointed at a local broker.
+    sealing: a SealingContext, for properties registered with sealed=True.
     """
 
     def __init__(self, device_id, username=None, password=None, ssl_params=None, server=None,

@@ -1,7 +1,7 @@
 # Two commands matter: `make demo` (a device on the local cloud) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy mpy-lib screenshot clean
+.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy bench-sealing mpy-lib screenshot clean
 
 # Everything the demo and the tests need (apt packages need root; see .ci/setup).
 setup:
@@ -38,6 +38,9 @@ mpy-lib:
 # docs/dashboard.png: the dashboard with the demo device, taken by headless Chromium.
 screenshot:
 	$(PYTHON) tests/browser/screenshot.py docs/dashboard.png
+
+bench-sealing:
+	$(PYTHON) benchmarks/sealing.py
 
 clean:
 	rm -rf .localcloud .venv-141 benchmarks/results .pytest_cache build

@@ -8,7 +8,7 @@ from .cadata import CADATA  # noqa: F401
 from .client import ArduinoCloudClient  # noqa: F401
 from .errors import (  # noqa: F401
     CloudError, ConfigError, ConnectRefused, DecodeError, LocalError, RemoteError, TLSError, TransportError,
-    ValueTypeError,
+    UnsealError, ValueTypeError,
 )
 from .records import (  # noqa: F401
     Color, ColoredLight, DimmedLight, Location, Property, Schedule, Task, Television,
@@ -17,3 +17,21 @@ from .version import __version__  # noqa: F401
 
 # 1.4.1 exported the property class under this name.
 ArduinoCloudObject = Property
+
+
+def __getattr__(name):
+    # SealingContext is imported on first use, so a device without sealed
+    # properties does not load it.  MicroPython asks here before it imports a
+    # submodule (`from arduino_iot_cloud import se05x`): import it then.
+    if name == "SealingContext":
+        from .sealing import SealingContext
+
+        return SealingContext
+    if not name.startswith("_"):
+        try:
+            __import__("arduino_iot_cloud." + name)
+            return globals()[name]
+        except ImportError as e:
+            if "arduino_iot_cloud." + name not in str(e):
+                raise  # the submodule exists but needs something missing: say what
+    raise AttributeError("module 'arduino_iot_cloud' has no attribute '%s'" % name)

@@ -71,11 +71,12 @@ class ArduinoCloudClient:
     certificate (port 8885).  The environment variables ARDUINO_IOT_CLOUD_SERVER,
     ARDUINO_IOT_CLOUD_PORT and ARDUINO_IOT_CLOUD_CA override server, port and
     the CA, so an unchanged script can be pointed at a local broker.
+    sealing: a SealingContext, for properties registered with sealed=True.
     """
 
     def __init__(self, device_id, username=None, password=None, ssl_params=None, server=None,
                  port=None, keepalive=10, ntp_server="pool.ntp.org", ntp_timeout=3,
-                 sync_mode=False, transport="socket", reconnect_cap=64.0):
+                 sync_mode=False, transport="socket", reconnect_cap=64.0, sealing=None):
         device_id = _text(device_id, "device_id")
         if not device_id:
             raise ConfigError("device_id is required")
@@ -126,15 +127,18 @@ class ArduinoCloudClient:
                                      self.session, backoff)
         else:
             raise ConfigError("transport must be 'socket' or 'paho'")
+        self.sealing = sealing      # a SealingContext for register(..., sealed=True)
         self._wake = None           # asyncio.Event in async mode
         self._user_tasks = {}
         self._running = False
 
     # --- properties ------------------------------------------------------------
     def register(self, aiotobj, coro=None, **kwargs):
-        """Register a property by name (value=, on_read=, on_write=, interval=),
-        or a ready-made Property, composite (Location, ...) or Task."""
-        if isinstance(aiotobj, str):
+        """Register a property by name (value=, on_read=, on_write=, interval=,
+        sealed=), or a ready-made Property, composite (Location, ...) or Task."""
+        if kwargs.pop("sealed", False):
+            aiotobj = self._sealed(aiotobj, kwargs)
+        elif isinstance(aiotobj, str):
             aiotobj = Property(aiotobj, **kwargs)
         elif kwargs:
             raise LocalError("keyword arguments are only for register(name, ...)")
@@ -146,6 +150,17 @@ class ArduinoCloudClient:
         if coro is not None:
             self.create_task(aiotobj.name, coro)
         return aiotobj
+
+    def _sealed(self, name, kwargs):
+        # Sealed properties: sealing/property.py.  Composites are not sealed:
+        # they travel as one typed record per field, which a sealed string cannot be.
+        if self.sealing is None:
+            raise ConfigError("sealed=True needs ArduinoCloudClient(..., sealing=SealingContext(...))")
+        if not isinstance(name, str):
+            raise ConfigError("sealed=True is for plain properties registered by name (bool, int, float, str)")
+        from .sealing.property import SealedProperty
+
+        return SealedProperty(self.sealing, name, **kwargs)
 
     def _local_time(self):
         return int(time.time()) + self.session.tz_offset

@@ -89,3 +89,15 @@ class PKCS11Error(ConfigError):
     def __init__(self, reason, message):
         self.reason = reason
         super().__init__(message)
+
+
+class UnsealError(DecodeError):
+    """A sealed value was refused (sealing/): malformed, not authentic (or
+    sealed for another property), a wrong key id, a replay, a plain value
+    where a sealed one belongs, or a state file that could not be written.
+    `.reason` names which; the message never holds a key, a secret or a
+    plaintext."""
+
+    def __init__(self, reason, detail):
+        self.reason = reason
+        super().__init__("sealed value refused (%s): %s" % (reason, detail))

@@ -20,7 +20,7 @@
 # never unregisters its property or breaks the connection.
 
 from .compat import getLogger
-from .errors import LocalError, ValueTypeError
+from .errors import LocalError, UnsealError, ValueTypeError
 
 log = getLogger("arduino_iot_cloud.records")
 
@@ -360,6 +360,11 @@ class Registry:
                 changed = rec.apply_remote(field, value, last_values)
             except ValueTypeError as e:
                 log.error("ignoring value for property %s: %s", name, str(e))
+                continue
+            except UnsealError as e:  # a sealed property refused it (sealing/property.py)
+                log.warning("dropping value for property %s: %s", name, str(e))
+                continue
+            if changed is None:  # nothing applied, and no on_write (sealing/property.py)
                 continue
             if (changed or not last_values) and rec not in touched:
                 touched.append(rec)

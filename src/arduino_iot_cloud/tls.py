@@ -12,6 +12,13 @@
 # runtimes (PEM is converted to DER for MicroPython, whose TLS takes DER only).
 # Keys held in hardware are named by URI: "pkcs11:..." (CPython, M2Crypto)
 # or "se05x:token=0x..." (MicroPython boards with an SE05x).
+#
+# The broker's certificate must name its host in a subjectAltName, as browsers
+# and RFC 6125 require: a name in the CN alone is refused on both runtimes.
+# CPython is told so (hostname_checks_common_name); mbedTLS always falls back
+# to the CN when a certificate has no subjectAltName, so on MicroPython the
+# library checks for the extension itself, in the certificate check mbedTLS
+# calls during the handshake (SSLContext.verify_callback, MicroPython 1.23+).
 
 import ssl
 from binascii import a2b_base64
@@ -72,6 +79,7 @@ class TLSConfig:
         if (self.keyfile is None) != (self.certfile is None):
             raise ConfigError("ssl_params needs both keyfile and certfile for client certificates")
         self._context = None
+        self._refusal = None  # why our own certificate check refused the last handshake
         self.hardware = None
         if isinstance(self.keyfile, str):
             if self.keyfile.startswith("pkcs11:"):
@@ -112,6 +120,7 @@ class TLSConfig:
         connect on CPython); SE05x keys (MicroPython) hand-shake at once.
         """
         hostname = self.server_hostname or host
+        self._refusal = None
         if self.hardware == "pkcs11":
             try:
                 from .pkcs11 import wrap_pkcs11
@@ -139,6 +148,7 @@ class TLSConfig:
             ctx.check_hostname = self.verify
         ctx.verify_mode = CERT_REQUIRED if self.verify else CERT_NONE
         if self.verify:
+            self._require_subject_alt_name(ctx)
             if hasattr(ctx, "load_verify_locations") and self.cafile is not None and not _MICROPYTHON:
                 ctx.load_verify_locations(cafile=self.cafile)
             else:
@@ -152,6 +162,38 @@ class TLSConfig:
         elif self.keyfile is not None:
             self._load_cert_chain(ctx)
         return ctx
+
+    def _require_subject_alt_name(self, ctx):
+        if hasattr(ctx, "hostname_checks_common_name"):  # CPython
+            ctx.hostname_checks_common_name = False
+            return
+        native = getattr(ctx, "_context", ctx)  # MicroPython's ssl wraps tls.SSLContext
+        try:
+            native.verify_callback = self._check_certificate
+        except AttributeError:  # MicroPython before 1.23
+            log.warning("this MicroPython cannot check the broker's certificate for a subjectAltName: "
+                        "a certificate that names the host in its CN only is accepted")
+
+    def _check_certificate(self, der, depth):
+        # Called by mbedTLS for each certificate of the broker's chain (depth
+        # 0: the broker's own) after its own checks.  Returns 0 to accept, or
+        # an mbedTLS error code to end the handshake.  It must not raise: an
+        # exception would unwind through mbedTLS in the middle of its work.
+        if depth != 0:
+            return 0
+        try:
+            if has_subject_alt_name(der):
+                return 0
+        except Exception:  # noqa: BLE001 - a certificate we cannot read is refused
+            pass
+        self._refusal = ("the broker's certificate is not valid for the host name HOST (it names no host in "
+                         "a subjectAltName; a name in the CN alone is not accepted)")
+        return _X509_CERT_VERIFY_FAILED
+
+    def take_refusal(self):
+        """Why our own certificate check refused the last handshake, once; or None."""
+        reason, self._refusal = self._refusal, None
+        return reason
 
     def _load_cert_chain(self, ctx):
         if _MICROPYTHON:
@@ -180,6 +222,56 @@ class TLSConfig:
             if fd is not None:
                 os.close(fd)
             os.remove(path)
+
+
+_X509_CERT_VERIFY_FAILED = -0x2700  # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED
+_SUBJECT_ALT_NAME = b"\x06\x03\x55\x1d\x11"  # DER of the OID 2.5.29.17
+
+
+def _item(der, at):
+    # (tag, first byte of the value, end of the value) of the DER item at `at`.
+    tag = der[at]
+    n = der[at + 1]
+    at += 2
+    if n & 0x80:
+        size = n & 0x7F
+        n = 0
+        for i in range(at, at + size):
+            n = (n << 8) | der[i]
+        at += size
+    if at + n > len(der):
+        raise ValueError("DER item runs past the end")
+    return tag, at, at + n
+
+
+def has_subject_alt_name(der):
+    """Does the DER certificate `der` (bytes or memoryview) carry a subjectAltName extension?
+
+    Certificate = SEQUENCE {tbsCertificate SEQUENCE {..., [3] extensions}, ...};
+    each extension is a SEQUENCE starting with its OID.
+    """
+    _tag, at, _end = _item(der, 0)
+    _tag, at, end = _item(der, at)  # tbsCertificate
+    while at < end:
+        tag, value, after = _item(der, at)
+        if tag == 0xA3:  # [3] extensions: one SEQUENCE of Extension
+            _tag, at, end = _item(der, value)
+            while at < end:
+                _tag, ext, after = _item(der, at)
+                if after - ext >= 5 and _starts_with(der, ext, _SUBJECT_ALT_NAME):
+                    return True
+                at = after
+            return False
+        at = after
+    return False
+
+
+def _starts_with(der, at, prefix):
+    # Byte by byte: MicroPython cannot compare a memoryview with bytes.
+    for i in range(len(prefix)):
+        if der[at + i] != prefix[i]:
+            return False
+    return True
 
 
 def _as_pem(data, label):

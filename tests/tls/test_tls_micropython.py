@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+import tlsenv
+
 pytestmark = pytest.mark.e2e
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,7 +22,12 @@ CASES = [
     ("wrong hostname", "wronghost", "good-ca", None, "not valid for the host name 127.0.0.1"),
     ("expired server certificate", "expired", "good-ca", None, "has expired"),
     ("client cert not signed by the broker's CA", "mtls", "good-ca", "client-rogue", "client certificate"),
+    # mbedTLS falls back to the CN when a certificate has no subjectAltName;
+    # CPython does not: the library refuses it here too.
+    ("no SAN, CN = the IP address", "nosan", "good-ca", None, "not valid for the host name"),
+    ("no SAN, CN = the DNS name", "nosan-dns", "good-ca", None, "not valid for the host name"),
     ("control: good server", "ok", "good-ca", None, None),
+    ("control: DNS name in the SAN", "wronghost", "good-ca", None, None),
     ("control: good client cert", "mtls", "good-ca", "client-ok", None),
 ]
 
@@ -34,6 +41,10 @@ def test_micropython_tls_refusals(name, listener, ca, cert, reason, tls_broker):
     args = [exe, os.path.join(HERE, "mpy_tls_client.py"), str(tls_broker.ports[listener]), pki.path(ca, "pem")]
     if cert:
         args += [pki.path(cert, "key"), pki.path(cert, "pem")]
+    hostname = "wrong.example" if name.startswith("control") and listener == "wronghost" \
+        else tlsenv.SERVER_HOSTNAME.get(listener)
+    if hostname:
+        args.append("server_hostname=" + hostname)
     env = {"MICROPYPATH": "%s:%s:.frozen" % (SRC, HERE), "PATH": os.environ.get("PATH", "")}
     proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30, env=env)
     results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

@@ -167,18 +167,19 @@ class TLSConfig:
         if hasattr(ctx, "hostname_checks_common_name"):  # CPython
             ctx.hostname_checks_common_name = False
             return
-        native = getattr(ctx, "_context", ctx)  # MicroPython's ssl wraps tls.SSLContext
-        try:
+        native = getattr(ctx, "_context", None)  # MicroPython 1.23+: ssl.SSLContext wraps tls.SSLContext
+        if native is not None and hasattr(native, "verify_callback"):
             native.verify_callback = self._check_certificate
-        except AttributeError:  # MicroPython before 1.23
+        else:  # MicroPython before 1.23
             log.warning("this MicroPython cannot check the broker's certificate for a subjectAltName: "
                         "a certificate that names the host in its CN only is accepted")
 
     def _check_certificate(self, der, depth):
         # Called by mbedTLS for each certificate of the broker's chain (depth
-        # 0: the broker's own) after its own checks.  Returns 0 to accept, or
-        # an mbedTLS error code to end the handshake.  It must not raise: an
-        # exception would unwind through mbedTLS in the middle of its work.
+        # 0: the broker's own) after its own checks, whose result it does not
+        # see (their refusal stands whatever this returns).  Returns 0 to
+        # accept, or an mbedTLS error code to end the handshake.  It must not
+        # raise: an exception would unwind through mbedTLS in mid-handshake.
         if depth != 0:
             return 0
         try:

@@ -74,3 +74,52 @@ def der_key_label(key):
     if version == b"\x02\x01\x00" and key[at + 3:at + 4] == b"\x02":
         return b"RSA PRIVATE KEY"
     return b"PRIVATE KEY"
+
+
+_SUBJECT_ALT_NAME = b"\x06\x03\x55\x1d\x11"  # DER of the OID 2.5.29.17
+
+
+def _item(der, at):
+    # (tag, first byte of the value, end of the value) of the DER item at `at`.
+    tag = der[at]
+    n = der[at + 1]
+    at += 2
+    if n & 0x80:
+        size = n & 0x7F
+        n = 0
+        for i in range(at, at + size):
+            n = (n << 8) | der[i]
+        at += size
+    if at + n > len(der):
+        raise ValueError("DER item runs past the end")
+    return tag, at, at + n
+
+
+def has_subject_alt_name(der):
+    """Does the DER certificate `der` (bytes or memoryview) carry a subjectAltName extension?
+
+    Certificate = SEQUENCE {tbsCertificate SEQUENCE {..., [3] extensions}, ...};
+    each extension is a SEQUENCE starting with its OID.
+    """
+    _tag, at, _end = _item(der, 0)
+    _tag, at, end = _item(der, at)  # tbsCertificate
+    while at < end:
+        tag, value, after = _item(der, at)
+        if tag == 0xA3:  # [3] extensions: one SEQUENCE of Extension
+            _tag, at, end = _item(der, value)
+            while at < end:
+                _tag, ext, after = _item(der, at)
+                if after - ext >= 5 and _starts_with(der, ext, _SUBJECT_ALT_NAME):
+                    return True
+                at = after
+            return False
+        at = after
+    return False
+
+
+def _starts_with(der, at, prefix):
+    # Byte by byte: MicroPython cannot compare a memoryview with bytes.
+    for i in range(len(prefix)):
+        if der[at + i] != prefix[i]:
+            return False
+    return True

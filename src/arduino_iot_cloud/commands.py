@@ -54,13 +54,14 @@ _TEXT = const(1)
 _BYTES = const(2)  # any length
 _BYTES16 = const(3)
 _BYTES32 = const(4)
-_INT = const(5)
+_INT32 = const(5)  # a signed 32-bit integer (not a bool)
+_UINT32 = const(6)  # an unsigned 32-bit integer (not a bool)
 
 _DOWN = {
     THING_UPDATE: (_THING_ID,),
     THING_DETACH: (_THING_ID,),
     LAST_VALUES_UPDATE: (_BYTES,),
-    TIMEZONE_DOWN: (_INT, _INT),  # offset s, dst_until unix s
+    TIMEZONE_DOWN: (_INT32, _UINT32),  # offset s, dst_until unix s
     OTA_UPDATE_DOWN: (_BYTES16, _TEXT, _BYTES32, _BYTES32),  # id, url, initial sha256, final sha256
 }
 
@@ -107,6 +108,27 @@ def check_thing_id(thing_id):
     return thing_id
 
 
+def _int_fits(kind, x):
+    if not isinstance(x, int) or isinstance(x, bool):
+        return False
+    if kind == _INT32:
+        return -0x80000000 <= x <= 0x7FFFFFFF
+    return 0 <= x <= 0xFFFFFFFF
+
+
+# The C++ device library holds the timezone offset in 32 signed bits and the
+# end of daylight saving time in 32 unsigned bits.  Larger values are refused
+# wherever they arrive (TimezoneCommandDown, or tz_offset / tz_dst_until
+# records on the device topic): they mean nothing as a time of day, and the
+# schedules' calendar would be fed dates billions of years away.
+_TIMEZONE_KINDS = {"tz_offset": _INT32, "tz_dst_until": _UINT32}
+
+
+def timezone_ok(name, x):
+    """Is x a value the device may take for tz_offset or tz_dst_until?"""
+    return _int_fits(_TIMEZONE_KINDS[name], x)
+
+
 def _field(name, i, kind, x):
     # Validate field i of command `name`; return its value or raise DecodeError.
     if kind == _THING_ID:
@@ -115,10 +137,12 @@ def _field(name, i, kind, x):
         if isinstance(x, str):
             return x
         want = "a text string"
-    elif kind == _INT:
-        if isinstance(x, int) and not isinstance(x, bool):
+    elif kind == _INT32 or kind == _UINT32:
+        if _int_fits(kind, x):
             return x
-        want = "an integer"
+        want = "a signed 32-bit integer" if kind == _INT32 else "an unsigned 32-bit integer"
+        if isinstance(x, int) and not isinstance(x, bool):
+            raise DecodeError("%s: field %d must be %s (got one out of range)" % (name, i, want))
     else:
         if isinstance(x, (bytes, bytearray)):
             size = 16 if kind == _BYTES16 else 32 if kind == _BYTES32 else None

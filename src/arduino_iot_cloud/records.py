@@ -52,24 +52,43 @@ def _wrong_argument_count(e, given):
                                               or "but %d were given" % (given + 1) in text)
 
 
+# Integers are sent as CBOR ints and held as int64 by the cloud and the C++
+# library: a property never takes one it could not send back.  Both runtimes
+# have big ints (1e300 is an integral float; a base value plus a value
+# reaches 2**65), and the encoders differ beyond this range, so the check is
+# ours, the same everywhere.
+_INT64_MIN = -0x8000000000000000
+_INT64_MAX = 0x7FFFFFFFFFFFFFFF
+
+
+def _int64(value):
+    if _INT64_MIN <= value <= _INT64_MAX:
+        return value
+    raise ValueTypeError("integer out of the 64-bit range")
+
+
 def coerce(kind, value):
     """Return value converted to kind (bool, int, float, str), or raise ValueTypeError.
 
     Follows what the cloud sends: numbers may arrive as int for a float, as
-    an integral float for an int, and as 0/1 for a bool.
+    an integral float for an int, and as 0/1 for a bool.  An int must fit in
+    64 bits, whatever the kind.
     """
     t = type(value)
     if kind is None or t is kind:
-        return value
+        return _int64(value) if t is int else value
     if kind is float and t is int:
         try:
-            return float(value)
-        except OverflowError:  # a CBOR bignum beyond the float range
+            f = float(value)
+        except OverflowError:  # CPython; MicroPython returns inf instead
+            f = None
+        if f is None or f - f != 0:  # x - x == 0 holds for finite floats only
             raise ValueTypeError("integer out of float range")
-    # x - x == 0 holds for finite floats only: NaN and +-inf are refused
-    # (int() of them raises ValueError/OverflowError, not a type error).
+        return f
+    # NaN and +-inf are refused here (int() of them raises ValueError or
+    # OverflowError, not a type error).
     if kind is int and t is float and value - value == 0 and value == int(value):
-        return int(value)
+        return _int64(int(value))
     if kind is bool and t is int and value in (0, 1):
         return value == 1
     raise ValueTypeError("expected %s, got %s" % (kind.__name__, t.__name__))
@@ -80,6 +99,8 @@ _KINDS = (bool, int, float, str, bytes)
 
 def kind_of(value):
     t = type(value)
+    if t is int:
+        _int64(value)
     if t in _KINDS:
         return t
     raise ValueTypeError("unsupported property value type %s" % t.__name__)
@@ -451,29 +472,30 @@ class Television(Composite):
 _DAY = 86400
 _UNIT_SECONDS = (1, 60, 3600, 86400)  # msk bits 31-30: seconds, minutes, hours, days
 _ONE_SHOT, _FIXED, _WEEKLY, _MONTHLY, _YEARLY = 0, 1, 2, 3, 4  # msk bits 29-26
-_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _leap(year):
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+# Day of a year that starts on March 1 (so that a leap day is its last day)
+# on which each month starts: March, April, ..., January, February.
+_MONTH_STARTS_FROM_MARCH = (0, 31, 61, 92, 122, 153, 184, 214, 245, 275, 306, 337)
+_DAYS_400_YEARS = 146097  # the Gregorian calendar repeats itself after 400 years, to the day
+_DAYS_100_YEARS = 36524  # a century from March 1, unless it ends with the 400th year's leap day
+_DAYS_4_YEARS = 1461
+_MARCH_1_OF_YEAR_0 = -719468  # in days from 1970-01-01 (proleptic Gregorian calendar)
 
 
 def day_and_month(t):
-    """(day of the month 1-31, month 0-11) of unix time t (t >= 0), read as UTC.
+    """(day of the month 1-31, month 0-11) of unix time t, read as UTC.
 
-    Our own arithmetic: MicroPython boards do not all count time from 1970.
+    Our own arithmetic (MicroPython boards do not all count time from 1970),
+    in constant time for any t: whole 400-year cycles, centuries, 4-year
+    groups and years are counted off by division, never one by one.
     """
-    days, year = t // _DAY, 1970
-    while days >= (366 if _leap(year) else 365):
-        days -= 366 if _leap(year) else 365
-        year += 1
-    for month, length in enumerate(_MONTH_DAYS):
-        if month == 1 and _leap(year):
-            length += 1
-        if days < length:
-            return days + 1, month
-        days -= length
-    raise ValueError("unreachable: a year has 12 months")
+    d = (t // _DAY - _MARCH_1_OF_YEAR_0) % _DAYS_400_YEARS  # day of a cycle that starts on March 1
+    d -= min(d // _DAYS_100_YEARS, 3) * _DAYS_100_YEARS  # the 4th century is a day longer
+    d %= _DAYS_4_YEARS  # (a century's last group may lack its leap day: it ends early, nothing more)
+    d -= min(d // 365, 3) * 365  # day of the year from March 1; the 4th year has the leap day
+    month = 11
+    while d < _MONTH_STARTS_FROM_MARCH[month]:
+        month -= 1
+    return d - _MONTH_STARTS_FROM_MARCH[month] + 1, (month + 2) % 12
 
 
 class Schedule(Composite):

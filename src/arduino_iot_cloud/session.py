@@ -160,10 +160,11 @@ class DeviceSession:
         for name, _short, value, _t in senml.decode(payload):
             if name == "thing_id":
                 thing_id = value
-            elif name == "tz_offset" and isinstance(value, int):
-                self.tz_offset = value
-            elif name == "tz_dst_until" and isinstance(value, int):
-                self.tz_dst_until = value
+            elif name == "tz_offset" or name == "tz_dst_until":
+                if commands.timezone_ok(name, value):
+                    setattr(self, name, value)  # the attributes are named as the records
+                else:
+                    log.warning("ignoring %s: not a 32-bit value the device can hold", name)
         if thing_id is not None:
             self._attach(thing_id, now, command_variant=False)
 

@@ -12,14 +12,23 @@
 # runtimes (PEM is converted to DER for MicroPython, whose TLS takes DER only).
 # Keys held in hardware are named by URI: "pkcs11:..." (CPython, M2Crypto)
 # or "se05x:token=0x..." (MicroPython boards with an SE05x).
+#
+# The broker's certificate must name its host in a subjectAltName, as browsers
+# and RFC 6125 require: a name in the CN alone is refused on both runtimes.
+# CPython is told so (hostname_checks_common_name); mbedTLS always falls back
+# to the CN when a certificate has no subjectAltName, so on MicroPython the
+# library checks for the extension itself, in the certificate check mbedTLS
+# calls during the handshake (SSLContext.verify_callback, MicroPython 1.23+).
 
 import ssl
 
-from .certfiles import as_pem, check_pem_or_der, der_key_label, pem_to_der, read_file
+from .certfiles import as_pem, check_pem_or_der, der_key_label, has_subject_alt_name, pem_to_der, read_file
 from .compat import MICROPYTHON as _MICROPYTHON, getLogger
 from .errors import ConfigError
 
 log = getLogger("arduino_iot_cloud.tls")
+
+_X509_CERT_VERIFY_FAILED = -0x2700  # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED
 
 KNOWN_KEYS = ("keyfile", "certfile", "cafile", "ca_certs", "cadata", "ciphers", "verify_mode",
               "cert_reqs", "server_hostname", "engine_path", "module_path", "pin", "use_hsm")
@@ -52,6 +61,7 @@ class TLSConfig:
         if (self.keyfile is None) != (self.certfile is None):
             raise ConfigError("ssl_params needs both keyfile and certfile for client certificates")
         self._context = None
+        self._refusal = None  # why our own certificate check refused the last handshake
         self.hardware = None
         if isinstance(self.keyfile, str):
             if self.keyfile.startswith("pkcs11:"):
@@ -99,6 +109,7 @@ class TLSConfig:
         connect on CPython); SE05x keys (MicroPython) hand-shake at once.
         """
         hostname = self.server_hostname or host
+        self._refusal = None
         if self.hardware == "pkcs11":
             try:
                 from .pkcs11 import wrap_pkcs11
@@ -129,6 +140,7 @@ class TLSConfig:
             ctx.check_hostname = self.verify
         ctx.verify_mode = CERT_REQUIRED if self.verify else CERT_NONE
         if self.verify:
+            self._require_subject_alt_name(ctx)
             try:
                 if self.cafile is not None and not _MICROPYTHON and b"-----BEGIN" in self._read_ca():
                     ctx.load_verify_locations(cafile=self.cafile)
@@ -148,6 +160,39 @@ class TLSConfig:
         elif self.keyfile is not None:
             self._load_cert_chain(ctx)
         return ctx
+
+    def _require_subject_alt_name(self, ctx):
+        if hasattr(ctx, "hostname_checks_common_name"):  # CPython
+            ctx.hostname_checks_common_name = False
+            return
+        native = getattr(ctx, "_context", None)  # MicroPython 1.23+: ssl.SSLContext wraps tls.SSLContext
+        if native is not None and hasattr(native, "verify_callback"):
+            native.verify_callback = self._check_certificate
+        else:  # MicroPython before 1.23
+            log.warning("this MicroPython cannot check the broker's certificate for a subjectAltName: "
+                        "a certificate that names the host in its CN only is accepted")
+
+    def _check_certificate(self, der, depth):
+        # Called by mbedTLS for each certificate of the broker's chain (depth
+        # 0: the broker's own) after its own checks, whose result it does not
+        # see (their refusal stands whatever this returns).  Returns 0 to
+        # accept, or an mbedTLS error code to end the handshake.  It must not
+        # raise: an exception would unwind through mbedTLS in mid-handshake.
+        if depth != 0:
+            return 0
+        try:
+            if has_subject_alt_name(der):
+                return 0
+        except Exception:  # noqa: BLE001 - a certificate we cannot read is refused
+            pass
+        self._refusal = ("the broker's certificate is not valid for the host name HOST (it names no host in "
+                         "a subjectAltName; a name in the CN alone is not accepted)")
+        return _X509_CERT_VERIFY_FAILED
+
+    def take_refusal(self):
+        """Why our own certificate check refused the last handshake, once; or None."""
+        reason, self._refusal = self._refusal, None
+        return reason
 
     def _load_cert_chain(self, ctx):
         cert = read_file(self.certfile, "certificate")

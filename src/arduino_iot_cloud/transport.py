@@ -190,6 +190,10 @@ def handshake_error(e, tls, host, port):
     # failed certificate check as ValueError (mbedTLS's verify text), and a
     # broker that refuses our certificate in a TLS 1.2 handshake as EPIPE or
     # ECONNRESET; both would otherwise escape or say nothing useful.
+    refusal = tls.take_refusal()
+    if refusal is not None:  # our own certificate check ended the handshake
+        name = tls.server_hostname or host
+        return TLSError("TLS with %s:%d failed: %s" % (host, port, refusal.replace("HOST", str(name))))
     err = tls_error(e, host, port)
     if err is not None:
         return err

@@ -30,8 +30,8 @@ def mpy_procs():
     """Start MpyProcess objects that are stopped after the test: ``mpy_procs(args, env)``."""
     made = []
 
-    def start(args, env, heapsize=None):
-        p = MpyProcess(args, env, heapsize)
+    def start(args, env, heapsize=None, exe=None):
+        p = MpyProcess(args, env, heapsize, exe)
         made.append(p)
         return p
 

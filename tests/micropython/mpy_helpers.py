@@ -42,10 +42,11 @@ def run_mpy(args, env, timeout=60, heapsize=None, cwd=ROOT):
 
 
 class MpyProcess:
-    """A long-running micropython subprocess whose output lines are collected."""
+    """A long-running micropython subprocess whose output lines are collected
+    (exe: another interpreter, e.g. sys.executable to run the same script on CPython)."""
 
-    def __init__(self, args, env, heapsize=None):
-        cmd = [micropython_path()]
+    def __init__(self, args, env, heapsize=None, exe=None):
+        cmd = [exe or micropython_path()]
         if heapsize:
             cmd += ["-X", "heapsize=%s" % heapsize]
         self.proc = subprocess.Popen(cmd + list(args), env=env, cwd=ROOT, stdout=subprocess.PIPE,

@@ -8,10 +8,12 @@ PKI (EC P-256) under a temporary directory:
   server-wronghost SAN DNS:wrong.example only            (signed by good-ca)
   server-expired   SAN IP:127.0.0.1, valid 2020-01..02   (signed by good-ca)
   server-rogue     SAN IP:127.0.0.1                      (signed by rogue-ca)
+  server-nosan     no SAN, CN=127.0.0.1                  (signed by good-ca)
+  server-nosan-dns no SAN, CN=broker.test                (signed by good-ca)
   client-ok        CN=<device id>                        (signed by good-ca)
   client-rogue     CN=<device id>                        (signed by rogue-ca)
-Listeners: ok, wronghost, expired, rogue (server certs as named, anonymous
-MQTT allowed so only TLS can refuse), and mtls (server-ok, client certificate
+Listeners: ok, wronghost, expired, rogue, nosan, nosan-dns (server certs as
+named, anonymous MQTT allowed so only TLS can refuse), and mtls (server-ok, client certificate
 required and checked against good-ca).
 """
 
@@ -58,6 +60,12 @@ extendedKeyUsage = serverAuth
 subjectAltName = DNS:wrong.example
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[v3_server_nosan]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 [v3_client]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -67,6 +75,10 @@ authorityKeyIdentifier = keyid
 """
 
 DEVICE_ID = "0f6b8a2e-1c3d-4e5f-8a9b-tlsrefusal01"
+# The name in server-nosan-dns's CN; the client connects to 127.0.0.1 and
+# checks this name (ssl_params server_hostname).
+NOSAN_DNS_NAME = "broker.test"
+SERVER_HOSTNAME = {"nosan-dns": NOSAN_DNS_NAME}  # listener -> the host name to check, if not 127.0.0.1
 
 
 def openssl(*args, cwd):
@@ -119,6 +131,8 @@ def make_pki(directory):
     pki.leaf("server-expired", "good-ca", "v3_server_ip", "127.0.0.1",
              start="20200101000000Z", end="20200201000000Z")
     pki.leaf("server-rogue", "rogue-ca", "v3_server_ip", "127.0.0.1")
+    pki.leaf("server-nosan", "good-ca", "v3_server_nosan", "127.0.0.1")
+    pki.leaf("server-nosan-dns", "good-ca", "v3_server_nosan", NOSAN_DNS_NAME)
     pki.leaf("client-ok", "good-ca", "v3_client", DEVICE_ID)
     pki.leaf("client-rogue", "rogue-ca", "v3_client", DEVICE_ID)
     return pki
@@ -146,7 +160,7 @@ def _mosquitto():
 class TlsBroker:
     """mosquitto with the listeners described above."""
 
-    LISTENERS = ("ok", "wronghost", "expired", "rogue", "mtls")
+    LISTENERS = ("ok", "wronghost", "expired", "rogue", "mtls", "nosan", "nosan-dns")
 
     def __init__(self, pki):
         self.pki = pki
@@ -160,7 +174,8 @@ class TlsBroker:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             lines.insert(0, "user root")
         certs = {"ok": "server-ok", "wronghost": "server-wronghost", "expired": "server-expired",
-                 "rogue": "server-rogue", "mtls": "server-ok"}
+                 "rogue": "server-rogue", "mtls": "server-ok", "nosan": "server-nosan",
+                 "nosan-dns": "server-nosan-dns"}
         for name in self.LISTENERS:
             ca = "rogue-ca" if name == "rogue" else "good-ca"
             lines += ["", "listener %d 127.0.0.1" % self.ports[name], "allow_anonymous true",

@@ -162,27 +162,34 @@ class ThingState:
         self._order = BoundedLog(HISTORY_MAX, HISTORY_BYTES)  # property names, oldest report first
         self._values_bytes: Optional[int] = None  # approx_size of all values; None = to be counted
 
+    def merged(self, name: str, value: Any) -> Any:
+        """What ``name`` would hold after ``value`` (composite fields merge into the stored dict)."""
+        prev = self.values.get(name)
+        return dict(prev, **value) if isinstance(value, dict) and isinstance(prev, dict) else value
+
     def refusal(self, name: str, value: Any) -> Optional[str]:
         """Why a report of ``name = value`` from the device would break the thing's bounds, or None."""
-        size = approx_size(value)
+        size = approx_size(self.merged(name, value))
         if size > MAX_VALUE_BYTES:
             return "value_size"
         if name not in self.values and len(self.values) >= MAX_PROPERTIES:
             return "properties"
         if self._values_bytes is None:
             self._values_bytes = sum(approx_size(v) for v in self.values.values())
-        if self._values_bytes - approx_size(self.values.get(name)) + size > MAX_THING_BYTES:
+        if self._values_bytes - self._size_of(name) + size > MAX_THING_BYTES:
             return "thing_size"
         return None
 
     def write(self, name: str, value: Any) -> Any:
-        """Set the cloud's value of ``name`` (composite fields merge into the stored dict); return it."""
-        prev = self.values.get(name)
-        stored = dict(prev, **value) if isinstance(value, dict) and isinstance(prev, dict) else value
+        """Set the cloud's value of ``name`` (see :meth:`merged`); return what it holds now."""
+        stored = self.merged(name, value)
         if self._values_bytes is not None:
-            self._values_bytes += approx_size(stored) - approx_size(prev)
+            self._values_bytes += approx_size(stored) - self._size_of(name)
         self.values[name] = stored
         return stored
+
+    def _size_of(self, name: str) -> int:
+        return approx_size(self.values[name]) if name in self.values else 0
 
     def report(self, name: str, value: Any, when: float) -> None:
         """Record a value the device published (composite fields merge into the stored dict)."""

@@ -63,7 +63,7 @@ def test_values_over_the_size_caps_are_dropped(local_cloud, device_factory, paho
     d.publish("/a/t/%s/e/o" % dev.thing_id, senml({"n": 2}))
     local_cloud.wait_for(dev, "n", 2)
     values = local_cloud.values(dev)
-    assert sum(approx_size(v) for v in values.values()) <= emulator.MAX_THING_BYTES
+    assert sum(approx_size(k) + approx_size(v) for k, v in values.items()) <= emulator.MAX_THING_BYTES
     assert local_cloud.dropped(dev)["thing_size"] >= emulator.MAX_THING_BYTES // emulator.MAX_VALUE_BYTES - 1
     # a composite value counts all its fields
     d.publish("/a/t/%s/e/o" % dev.thing_id, senml({"loc": {"a": big, "b": big}}))
@@ -80,6 +80,13 @@ def test_values_over_the_size_caps_are_dropped(local_cloud, device_factory, paho
     local_cloud.wait_for(other, "n", 1)
     assert sorted(local_cloud.values(other)["loc"]) == ["f0", "f1"]
     assert local_cloud.dropped(other) == {"value_size": 2}
+    # names count too: 100 KB names fill a thing as fast as 100 KB values
+    for i in range(2 * emulator.MAX_THING_BYTES // 100000):
+        d2.publish("/a/t/%s/e/o" % other.thing_id, senml({"%03d" % i + "n" * 100000: i}))
+    d2.publish("/a/t/%s/e/o" % other.thing_id, senml({"n": 2}))
+    local_cloud.wait_for(other, "n", 2)
+    assert sum(len(k) for k in local_cloud.values(other)) <= emulator.MAX_THING_BYTES
+    assert local_cloud.dropped(other)["thing_size"] >= emulator.MAX_THING_BYTES // 100000
 
 
 def test_history_and_events_are_bounded_in_bytes(local_cloud, device_factory, paho_device):

@@ -32,8 +32,8 @@ reports.  Each device keeps an ordered event list (device messages, plus connect
 subscriptions and disconnects read from the broker log by :mod:`.logwatch`).
 
 Bounds: a device cannot make the emulator keep more than ``MAX_PROPERTIES``
-properties on its thing, values over ``MAX_VALUE_BYTES`` or a thing's values over
-``MAX_THING_BYTES`` in total; reports beyond that are dropped and counted
+properties on its thing, values over ``MAX_VALUE_BYTES`` or a thing's names and values
+over ``MAX_THING_BYTES`` in total; reports beyond that are dropped and counted
 (:meth:`CloudEmulator.dropped`), with one warning per device and reason.  History
 and events are bounded in entries and in (approximate) bytes, oldest dropped
 first, and events keep at most ``PAYLOAD_KEPT`` bytes of a bad payload.
@@ -175,8 +175,8 @@ class ThingState:
         if name not in self.values and len(self.values) >= MAX_PROPERTIES:
             return "properties"
         if self._values_bytes is None:
-            self._values_bytes = sum(approx_size(v) for v in self.values.values())
-        if self._values_bytes - self._size_of(name) + size > MAX_THING_BYTES:
+            self._values_bytes = sum(self._size_of(n) for n in self.values)
+        if self._values_bytes - self._size_of(name) + approx_size(name) + size > MAX_THING_BYTES:
             return "thing_size"
         return None
 
@@ -184,12 +184,13 @@ class ThingState:
         """Set the cloud's value of ``name`` (see :meth:`merged`); return what it holds now."""
         stored = self.merged(name, value)
         if self._values_bytes is not None:
-            self._values_bytes += approx_size(stored) - self._size_of(name)
+            self._values_bytes += approx_size(name) + approx_size(stored) - self._size_of(name)
         self.values[name] = stored
         return stored
 
     def _size_of(self, name: str) -> int:
-        return approx_size(self.values[name]) if name in self.values else 0
+        """What ``name`` and its value count towards MAX_THING_BYTES (0 if it has no value)."""
+        return approx_size(name) + approx_size(self.values[name]) if name in self.values else 0
 
     def report(self, name: str, value: Any, when: float) -> None:
         """Record a value the device published (composite fields merge into the stored dict)."""

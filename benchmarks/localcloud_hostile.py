@@ -6,12 +6,13 @@ this process's RSS (the emulator runs in it), of mosquitto's RSS, and what the
 emulator kept and dropped for the device.
 
     python benchmarks/localcloud_hostile.py            # the issue's sizes
-    python benchmarks/localcloud_hostile.py --quick    # a tenth of them (a smoke run)
+    python benchmarks/localcloud_hostile.py --quick    # a twentieth of them (a smoke run)
 """
 
 import argparse
 import os
 import platform
+import shutil
 import ssl
 import sys
 import tempfile
@@ -71,7 +72,7 @@ def kept(cloud, dev):
     em = cloud.emulator
     with em._cond:
         thing = em.things.get(dev.thing_id)
-        values = sum(approx_size(v) for v in thing.values.values()) if thing else 0
+        values = sum(approx_size(k) + approx_size(v) for k, v in thing.values.items()) if thing else 0
         history = thing._order.bytes if thing else 0
         events = em._events[dev.device_id].bytes
     return values, history, events
@@ -79,6 +80,13 @@ def kept(cloud, dev):
 
 def run(scale):
     work = tempfile.mkdtemp(prefix="lc-hostile-")
+    try:
+        return _attacks(work, scale)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _attacks(work, scale):
     rows = []
     with LocalCloud(work) as cloud:
         mosq = cloud.broker.proc.pid
@@ -140,9 +148,9 @@ def run(scale):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
+    parser.add_argument("--quick", action="store_true", help="a twentieth of the sizes")
     args = parser.parse_args()
-    rows = run(10 if args.quick else 1)
+    rows = run(20 if args.quick else 1)
     print("local cloud under one hostile device: %s, Python %s, %d CPUs, %s" % (
         platform.machine(), platform.python_version(), os.cpu_count() or 0, time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                           time.gmtime())))

@@ -457,10 +457,10 @@ class CloudEmulator:
         if self._logwatch is not None:
             self._logwatch.poll()  # connect/subscribe lines first: keeps events in causal order
         parts = topic.split("/")
-        if msg.retain:
-            self._refuse_retained(parts, msg.payload)
-            return
         try:
+            if msg.retain:
+                self._refuse_retained(parts, msg.payload)
+                return
             with self._cond:
                 if len(parts) == 6 and parts[1:3] == ["a", "d"] and parts[4:] == ["c", "up"]:
                     self._on_command(parts[3], msg.payload)
@@ -604,7 +604,7 @@ class CloudEmulator:
     def _publish_device_info(self, dev: Device) -> None:
         if dev.answers_events:
             self._publish("/a/d/%s/e/i" % dev.device_id,
-                                 wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until), qos=1, retain=True)
+                          wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until), qos=1, retain=True)
 
     def state(self, ref: DeviceRef) -> Dict[str, Any]:
         """A JSON-friendly snapshot of a device and its thing's values."""

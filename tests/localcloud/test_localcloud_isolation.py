@@ -236,3 +236,30 @@ def test_acl_file_lists_each_device_with_its_own_thing_only(local_cloud, device_
     block = text.split("user %s\n" % b.device_id)[1].split("\nuser ")[0]
     assert "/a/t/" not in block
     assert (local_cloud.broker.acl_devices.stat().st_mode & 0o077) == 0
+
+
+def test_moves_from_two_threads_leave_every_device_on_its_current_thing(local_cloud, device_factory, paho_device):
+    devs = [device_factory(variant="event"), device_factory(variant="event")]
+    errors = []
+
+    def move(dev):
+        try:
+            for _ in range(15):
+                local_cloud.reassign(dev)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(dev,)) for dev in devs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    acl = local_cloud.broker.acl_devices.read_text()
+    for dev in devs:
+        thing = local_cloud.device(dev).thing_id
+        assert "topic write /a/t/%s/e/o" % thing in acl
+        d = paho_device(dev)
+        d.connect()
+        d.publish("/a/t/%s/e/o" % thing, senml({"here": 1}))
+        local_cloud.wait_for(dev, "here", 1)

@@ -333,17 +333,25 @@ class Broker:
         return "timed out after %.0f s" % START_TIMEOUT
 
     def reload(self, timeout: float = 5.0) -> None:
-        """Make mosquitto re-read password and ACL files (SIGHUP) and wait until it did."""
+        """Make mosquitto re-read password and ACL files (SIGHUP) and wait until it did.
+
+        mosquitto logs "Reloading config." when it starts a reload and clears its
+        reload flag only when done, so a SIGHUP that arrives in between is lost: the
+        caller must see the broker answer a request after one reload before asking for
+        the next (LocalCloud does a round trip).  A signal lost anyway is sent again.
+        """
         if not self.running:
             return
         assert self.proc is not None
         offset = self._log_size()
-        self.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "Reloading config" in self._log_since(offset):
-                return
-            time.sleep(0.005)
+            self.proc.send_signal(signal.SIGHUP)
+            resend = min(deadline, time.monotonic() + 0.5)
+            while time.monotonic() < resend:
+                if "Reloading config" in self._log_since(offset):
+                    return
+                time.sleep(0.005)
         raise BrokerError("mosquitto did not log a reload within %.0f s" % timeout)
 
     def stop(self, timeout: float = 5.0) -> None:

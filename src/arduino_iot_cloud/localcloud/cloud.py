@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import string
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -68,6 +69,7 @@ class LocalCloud:
         self.broker = Broker(self.workdir / "broker", self.pki.ca_file, self.pki.server_cert,
                              self.pki.server_key)
         self.emulator: Optional[CloudEmulator] = None
+        self._acl_lock = threading.Lock()  # the CLI's worker thread and the caller's may both move devices
         self._admin: Optional[Dict[str, str]] = None
         self._devices: Dict[str, Device] = {}
 
@@ -305,12 +307,15 @@ class LocalCloud:
 
     def _update_acl(self) -> None:
         """Rewrite the device ACL from the running emulator's devices and reload the broker
-        (it re-reads the password file too).  Returns once mosquitto has reloaded."""
+        (it re-reads the password file too).  Returns once mosquitto has reloaded and
+        answered a round trip (so that the next reload's signal cannot be lost)."""
         emulator = self._emulator()
-        with emulator._cond:
-            pairs = [(d.device_id, d.thing_id) for d in emulator.devices.values()]
-        self.broker.write_device_acl(pairs)
-        self.broker.reload()
+        with self._acl_lock:
+            with emulator._cond:
+                pairs = [(d.device_id, d.thing_id) for d in emulator.devices.values()]
+            self.broker.write_device_acl(pairs)
+            self.broker.reload()
+            emulator.barrier()
 
     def device(self, ref: DeviceRef) -> Device:
         """The Device for a Device or a device id."""

@@ -102,7 +102,9 @@ def test_toggling_a_switch_reaches_the_devices_on_write(page, device_factory, de
 
 def test_a_value_with_markup_is_shown_as_text(page, device_factory, device_thread):
     evil = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"><b>bold</b>'
-    dev, d = attached(device_factory, device_thread, {"message": "hello"}, thing_id="thing-<b>x&amp;")
+    # (Thing ids are letters, digits and . _ : - only since the broker's ACL names them, so
+    # the markup travels in a value, which a device can set to any string.)
+    dev, d = attached(device_factory, device_thread, {"message": "hello"})
     wait(page, lambda p: tile_value(p, dev, "message") == "hello", "the first message")
     d.set("message", evil)
     wait(page, lambda p: tile_value(p, dev, "message") == evil, "the markup as text")
@@ -111,8 +113,6 @@ def test_a_value_with_markup_is_shown_as_text(page, device_factory, device_threa
     assert box.find_element(By.CSS_SELECTOR, "input[type=text]").get_attribute("value") == evil
     assert page.find_elements(By.CSS_SELECTOR, "main script, main img") == []
     assert page.execute_script("return window.pwned") is None
-    card = page.find_element(By.CSS_SELECTOR, 'section.card[data-device="%s"]' % dev.device_id)
-    assert "thing-<b>x&amp;" in card.find_element(By.CSS_SELECTOR, ".thing").text
 
 
 def test_the_chart_grows_as_values_arrive(page, device_factory, device_thread, local_cloud):

@@ -29,6 +29,7 @@ class PahoDevice:
         self.connects = 0  # successful CONNACKs so far
         self.disconnected = None
         self.subacks = {}
+        self.unsubacks = set()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or dev.device_id,
                         clean_session=True, protocol=mqtt.MQTTv311)
         c.tls_set(ca_certs=ca_file or cloud.ca_file,
@@ -42,6 +43,7 @@ class PahoDevice:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        c.on_unsubscribe = self._on_unsubscribe
         self.client = c
 
     # -- callbacks --------------------------------------------------------------------------
@@ -65,6 +67,11 @@ class PahoDevice:
     def _on_subscribe(self, client, userdata, mid, rcs, props=None):
         with self.cond:
             self.subacks[mid] = rcs
+            self.cond.notify_all()
+
+    def _on_unsubscribe(self, client, userdata, mid, rcs, props=None):
+        with self.cond:
+            self.unsubacks.add(mid)
             self.cond.notify_all()
 
     # -- actions ---------------------------------------------------------------------------
@@ -106,14 +113,17 @@ class PahoDevice:
             raise TimeoutError("no PUBACK for %s" % topic)
 
     def roundtrip(self, timeout=WAIT):
-        """Make sure everything the broker had for us has arrived (ping through our own topic)."""
-        topic = "/a/d/%s/ping" % self.dev.device_id
-        nonce = ("%f" % time.time()).encode()
-        if topic not in getattr(self, "_ping_sub", ()):
-            self.subscribe(topic)
-            self._ping_sub = {topic}
-        self.client.publish(topic, nonce, qos=1)
-        self.expect(topic, timeout, lambda p: p == nonce)
+        """Make sure everything the broker had for us has arrived.
+
+        A device may not write a topic it can read (the broker's ACL), so there is no
+        ping through our own topic: an UNSUBSCRIBE of a filter we never subscribed to
+        is answered in order, after whatever the broker queued for us before it.
+        """
+        rc, mid = self.client.unsubscribe("/a/d/%s/roundtrip" % self.dev.device_id)
+        with self.cond:
+            if not self.cond.wait_for(lambda: mid in self.unsubacks, timeout):
+                raise TimeoutError("no UNSUBACK within %.1f s" % timeout)
+            self.unsubacks.discard(mid)
 
     def expect(self, topic, timeout=WAIT, predicate=None):
         """Wait for (and consume) the first message on ``topic`` (accepted by ``predicate``); return the payload."""

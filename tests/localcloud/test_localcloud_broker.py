@@ -131,8 +131,12 @@ def test_acl_keeps_a_device_to_its_own_topics(device_factory, paho_device, local
     da.roundtrip()
     local_cloud.emulator.barrier()
     assert not [e for e in local_cloud.events(b, since=mark) if e[0] == "device_begin"]
-    # thing topics are open to every device (see broker.py for why)
+    # another device's thing is granted the same way, and delivers nothing either
+    # (every attack on it: test_localcloud_isolation.py)
     assert not da.subscribe("/a/t/%s/e/i" % b.thing_id)[0].is_failure
+    local_cloud.set(b, "sw", True)
+    da.roundtrip()
+    assert da.taken("/a/t/%s/e/i" % b.thing_id) == []
 
 
 def test_restart_keeps_ports_and_republishes_retained_thing_id(local_cloud, device_factory, paho_device):

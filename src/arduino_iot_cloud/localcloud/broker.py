@@ -9,10 +9,20 @@ Three listeners, all bound to 127.0.0.1 (``per_listener_settings true``):
 * **admin** -- plain MQTT for the cloud emulator and the CLI, one user with a random
   password (``passwd_admin``), allowed on every topic.
 
-Device listeners share ``acl_devices``: a device may use ``/a/d/<its id>/#`` and
-``/a/t/#`` (thing topics: a per-thing rule would need a broker reload on every
-reassignment, and the real cloud's thing ids are unguessable UUIDs anyway).
-The ``localcloud/#`` control topics are therefore out of a device's reach.
+Isolation.  On both device listeners ``use_username_as_clientid`` replaces the
+client id a device sends with its authenticated identity, so no device can take
+over (and knock off) another one's session.  ``acl_devices`` gives each device
+lines for its own topics only (:func:`device_acl`): it may read what the cloud
+sends to it and write what a device sends, on its own device topics and on its
+current thing's topics; nothing else reaches it, and nothing it writes lands
+where another device reads.  The file is rewritten and the broker reloaded
+whenever a device is added or moves to another thing.  ``localcloud/#`` (the
+CLI's topics) is out of every device's reach.
+
+Limits: ``message_size_limit`` drops PUBLISH payloads over ``MESSAGE_SIZE_LIMIT``
+(a bit over the client's 128 KiB packet limit), ``max_packet_size`` closes a
+connection that sends a larger packet still, and each client's queue of
+undelivered QoS 1 messages is bounded in messages and bytes.
 
 Mosquitto drops privileges before reading the password files and keys when
 started as root, so the config says ``user root``.  Logging goes to a file
@@ -38,6 +48,23 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
+
+# Payload bytes the broker accepts in one PUBLISH: the client refuses packets over
+# 128 KiB, so nothing larger could be of use to a device.  Packets larger than
+# MAX_PACKET_SIZE close the sender's connection.
+MESSAGE_SIZE_LIMIT = 132 * 1024
+MAX_PACKET_SIZE = 136 * 1024
+# Per client: QoS 1 messages (and their bytes) queued beyond those in flight.
+MAX_QUEUED_MESSAGES = 1000
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+
+# What a device may do on its own topics.  "read" topics are written only by the
+# cloud (admin listener), "write" topics are read only by the cloud: a device can
+# never place a message, retained or not, where another device (or itself) reads.
+DEVICE_READS = ("/a/d/%(d)s/e/i", "/a/d/%(d)s/c/dw")
+DEVICE_WRITES = ("/a/d/%(d)s/c/up",)
+THING_READS = ("/a/t/%(t)s/e/i", "/a/t/%(t)s/shadow/i")
+THING_WRITES = ("/a/t/%(t)s/e/o", "/a/t/%(t)s/shadow/o")
 
 
 class BrokerError(RuntimeError):
@@ -77,8 +104,11 @@ def _guard() -> List[str]:
 def hash_passwords(entries: Iterable[Tuple[str, str]]) -> str:
     """Return password-file lines (``user:$7$...``) for ``(user, password)`` pairs.
 
-    Uses ``mosquitto_passwd -U`` on a private temporary file, so no secret ever
-    appears on a command line.
+    Uses ``mosquitto_passwd -U`` on a file in a private ``mkdtemp()`` directory
+    (mode 0700), run with umask 077: the tool writes a cleartext backup
+    (``<file>.tmp``, no O_EXCL, mode 0666 & umask) next to the file it rewrites, and
+    that copy must be unreachable for other users.  No secret ever appears on a
+    command line.
     """
     entries = list(entries)
     if not entries:
@@ -86,26 +116,53 @@ def hash_passwords(entries: Iterable[Tuple[str, str]]) -> str:
     tool = shutil.which("mosquitto_passwd")
     if tool is None:
         raise BrokerError("mosquitto_passwd not found (apt install mosquitto)")
-    fd, tmp = tempfile.mkstemp(prefix="lc-pw-")
+    for user, password in entries:
+        if ":" in user or "\n" in user + password or "\r" in user + password:
+            raise ValueError("user names may not hold ':', and neither holds a newline")
+    private = tempfile.mkdtemp(prefix="lc-pw-")  # mode 0700, owned by us
     try:
+        path = os.path.join(private, "passwd")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             for user, password in entries:
-                if ":" in user or "\n" in user + password:
-                    raise ValueError("user names may not hold ':' or newlines")
                 f.write("%s:%s\n" % (user, password))
-        proc = subprocess.run([tool, "-U", tmp], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run([tool, "-U", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              umask=0o077)
         if proc.returncode != 0:
             raise BrokerError("mosquitto_passwd -U failed: %s" % proc.stderr.strip())
-        with open(tmp) as f:
+        with open(path) as f:
             return f.read()
     finally:
-        os.unlink(tmp)
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def device_acl(devices: Iterable[Tuple[str, str]]) -> str:
+    """The device ACL file for ``(device id, thing id)`` pairs ("" = no thing).
+
+    Ids are checked by the callers (:func:`.pki.check_device_id`,
+    :func:`.store.check_thing_id`): no spaces, newlines or MQTT wildcards.
+    """
+    lines = ["# generated by arduino_iot_cloud.localcloud: each device reaches its own topics only"]
+    for device_id, thing_id in sorted(devices):
+        lines.append("")
+        lines.append("user %s" % device_id)
+        names = {"d": device_id, "t": thing_id}
+        rules = [("read", DEVICE_READS), ("write", DEVICE_WRITES)]
+        if thing_id:
+            rules += [("read", THING_READS), ("write", THING_WRITES)]
+        for access, topics in rules:
+            lines.extend("topic %s %s" % (access, t % names) for t in topics)
+    return "\n".join(lines) + "\n"
 
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600 (atomically, via a rename)."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.unlink(tmp)  # a leftover (or planted) file would keep its own mode
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -135,21 +192,25 @@ class Broker:
     # -- files -----------------------------------------------------------------------------
 
     def write_auth(self, admin_user: str, admin_hashed: str) -> None:
-        """Write the admin password file (a hashed line) and the ACL files.
+        """Write the admin password file (a hashed line) and the admin ACL file.
 
         The device password file is only created (empty) if missing: it is the one
         place device secrets live (hashed), appended to by :meth:`append_devices`.
+        The device ACL starts empty (no device reaches anything) until
+        :meth:`write_device_acl`.
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         _write_private(self.pw_admin, admin_hashed)
         if not self.pw_devices.exists():
             _write_private(self.pw_devices, "")
-        self.acl_devices.write_text(
-            "# a device (username = device id) may use its own device topics and thing topics\n"
-            "pattern readwrite /a/d/%u/#\n"
-            "pattern readwrite /a/t/#\n"
-        )
-        self.acl_admin.write_text("user %s\ntopic readwrite #\n" % admin_user)
+        if not self.acl_devices.exists():
+            self.write_device_acl([])
+        _write_private(self.acl_admin, "user %s\ntopic readwrite #\n" % admin_user)
+
+    def write_device_acl(self, devices: Iterable[Tuple[str, str]]) -> None:
+        """Rewrite the device ACL for ``(device id, thing id)`` pairs (then :meth:`reload`)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.acl_devices, device_acl(devices))
 
     def append_devices(self, hashed_lines: str) -> None:
         """Append hashed password lines for new devices (call :meth:`reload` afterwards)."""
@@ -173,12 +234,15 @@ class Broker:
             "log_type subscribe\nlog_type unsubscribe\n"
             "connection_messages true\n"
             "log_timestamp true\n"
+            "message_size_limit %(msg_limit)d\nmax_packet_size %(packet_limit)d\n"
+            "max_queued_messages %(queued)d\nmax_queued_bytes %(queued_bytes)d\n"
             "\n# (a) TLS, username = device id, password = secret\n"
             "listener %(pw)d %(host)s\n%(tls)s"
             "allow_anonymous false\npassword_file %(pwd)s\nacl_file %(acld)s\n"
+            "use_username_as_clientid true\n"
             "\n# (b) TLS with client certificates, username = certificate CN = device id\n"
             "listener %(cert)d %(host)s\n%(tls)s"
-            "require_certificate true\nuse_identity_as_username true\n"
+            "require_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true\n"
             "allow_anonymous false\nacl_file %(acld)s\n"
             "\n# (c) loopback, plain MQTT, for the cloud emulator and the CLI\n"
             "listener %(admin)d %(host)s\n"
@@ -187,6 +251,8 @@ class Broker:
             "log": self.log_file, "host": HOST, "tls": tls, "pw": self.ports["password"],
             "cert": self.ports["cert"], "admin": self.ports["admin"], "pwd": self.pw_devices,
             "pwa": self.pw_admin, "acld": self.acl_devices, "acla": self.acl_admin,
+            "msg_limit": MESSAGE_SIZE_LIMIT, "packet_limit": MAX_PACKET_SIZE,
+            "queued": MAX_QUEUED_MESSAGES, "queued_bytes": MAX_QUEUED_BYTES,
         }
 
     # -- process -----------------------------------------------------------------------------
@@ -267,17 +333,25 @@ class Broker:
         return "timed out after %.0f s" % START_TIMEOUT
 
     def reload(self, timeout: float = 5.0) -> None:
-        """Make mosquitto re-read password and ACL files (SIGHUP) and wait until it did."""
+        """Make mosquitto re-read password and ACL files (SIGHUP) and wait until it did.
+
+        mosquitto logs "Reloading config." when it starts a reload and clears its
+        reload flag only when done, so a SIGHUP that arrives in between is lost: the
+        caller must see the broker answer a request after one reload before asking for
+        the next (LocalCloud does a round trip).  A signal lost anyway is sent again.
+        """
         if not self.running:
             return
         assert self.proc is not None
         offset = self._log_size()
-        self.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "Reloading config" in self._log_since(offset):
-                return
-            time.sleep(0.005)
+            self.proc.send_signal(signal.SIGHUP)
+            resend = min(deadline, time.monotonic() + 0.5)
+            while time.monotonic() < resend:
+                if "Reloading config" in self._log_since(offset):
+                    return
+                time.sleep(0.005)
         raise BrokerError("mosquitto did not log a reload within %.0f s" % timeout)
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import string
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +30,7 @@ from .broker import HOST, Broker, _write_private, hash_passwords, port_is_free
 from .emulator import _MISSING, BROKER, CloudEmulator, DeviceRef
 from .otaserver import OtaServer
 from .pki import Pki, check_device_id
-from .store import AUTHS, VARIANTS, Device, Store
+from .store import AUTHS, VARIANTS, Device, Store, check_thing_id
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class LocalCloud:
         self.emulator: Optional[CloudEmulator] = None
         self.ota_server = OtaServer(self.workdir / "ota", self.pki.server_cert, self.pki.server_key, host,
                                     on_request=self._on_ota_request)
+        self._acl_lock = threading.Lock()  # the CLI's worker thread and the caller's may both move devices
         self._admin: Optional[Dict[str, str]] = None
         self._devices: Dict[str, Device] = {}
 
@@ -153,6 +155,7 @@ class LocalCloud:
         self.prepare()
         admin = self.admin_credentials()
         self.broker.write_auth(admin["user"], hash_passwords([(admin["user"], admin["password"])]))
+        self.broker.write_device_acl((d, raw.get("thing_id", "")) for d, raw in self.store.load()["devices"].items())
         saved = self._read_json("ports.json") or {}
         if saved and all(port_is_free(int(p)) for p in saved.values()):
             self.broker.ports = {k: int(v) for k, v in saved.items()}
@@ -277,7 +280,7 @@ class LocalCloud:
             raise ValueError("device %s exists already" % device_id)
         until = int(time.time()) + 365 * 86400 if tz_dst_until is None else tz_dst_until
         dev = Device(device_id, auth=auth, variant=variant,
-                     thing_id=str(uuid.uuid4()) if thing_id is None else thing_id,
+                     thing_id=str(uuid.uuid4()) if thing_id is None else check_thing_id(thing_id),
                      tz_offset=tz_offset, tz_dst_until=until)
         if auth == "password":
             dev.secret = new_secret()
@@ -307,11 +310,22 @@ class LocalCloud:
             log.info("added device %s (auth %s, variant %s, thing %r)", dev.device_id, dev.auth, dev.variant,
                      dev.thing_id)
         if self.emulator is not None:
-            if secrets_:
-                self.broker.reload()
             for dev in devs:
                 self.emulator.add_device(dev, values)
+            self._update_acl()
             self.emulator.barrier()
+
+    def _update_acl(self) -> None:
+        """Rewrite the device ACL from the running emulator's devices and reload the broker
+        (it re-reads the password file too).  Returns once mosquitto has reloaded and
+        answered a round trip (so that the next reload's signal cannot be lost)."""
+        emulator = self._emulator()
+        with self._acl_lock:
+            with emulator._cond:
+                pairs = [(d.device_id, d.thing_id) for d in emulator.devices.values()]
+            self.broker.write_device_acl(pairs)
+            self.broker.reload()
+            emulator.barrier()
 
     def device(self, ref: DeviceRef) -> Device:
         """The Device for a Device or a device id."""
@@ -393,6 +407,11 @@ class LocalCloud:
         accepted by, ``match`` if given); return its detail.  TimeoutError lists the events seen."""
         return self._emulator().wait_event(ref, kind, match, since=since, timeout=timeout)
 
+    def dropped(self, ref: DeviceRef) -> Dict[str, int]:
+        """What the cloud refused to keep of the device's reports, by reason (see
+        :meth:`CloudEmulator.dropped`): its bounds, and retained publishes."""
+        return self._emulator().dropped(ref)
+
     def broker_events(self, since: int = 0) -> List[tuple]:
         """Broker-wide events from mark ``since`` on, as ``(time, kind, detail)``: refused
         logins ("refused"), configuration reloads, messages on unowned things ("unowned_thing")."""
@@ -415,15 +434,20 @@ class LocalCloud:
 
     def detach(self, ref: DeviceRef) -> None:
         """Take the device off its thing (ThingDetach / thing_id "")."""
-        self._emulator().reassign(ref, "")
-        self._persist(self.device(ref))
+        self._move(ref, "")
 
     def reassign(self, ref: DeviceRef, new_thing_id: Optional[str] = None) -> str:
         """Move the device to another thing (a new one if None); return its id."""
-        thing_id = new_thing_id or str(uuid.uuid4())
-        self._emulator().reassign(ref, thing_id)
-        self._persist(self.device(ref))
+        thing_id = check_thing_id(new_thing_id or str(uuid.uuid4()))
+        self._move(ref, thing_id)
         return thing_id
+
+    def _move(self, ref: DeviceRef, thing_id: str) -> None:
+        """The broker lets the device onto ``thing_id`` (and off its old thing) before
+        the device is told: its first subscribe and publish there already pass the ACL."""
+        emulator = self._emulator()
+        emulator.reassign(ref, thing_id, before_notify=self._update_acl)
+        self._persist(self.device(ref))
 
     def send_command(self, ref: DeviceRef, tag: int, fields: List[Any], timeout: float = 5.0) -> None:
         """Send any command (CBOR tag + array) on the device's ``c/dw``."""
@@ -505,7 +529,7 @@ class LocalCloud:
         """Serve a CLI request arriving on ``localcloud/ctl/<op>`` (in the emulator's worker thread)."""
         if op == "reload":
             added = self._load_devices()
-            self.broker.reload()
+            self._update_acl()
             self._emulator().barrier()
             return added
         if op == "list":

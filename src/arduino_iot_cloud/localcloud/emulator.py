@@ -31,6 +31,19 @@ device reports and dashboard writes; what last-values answers carry),
 reports.  Each device keeps an ordered event list (device messages, plus connects,
 subscriptions and disconnects read from the broker log by :mod:`.logwatch`).
 
+Bounds: a device cannot make the emulator keep more than ``MAX_PROPERTIES``
+properties on its thing, values over ``MAX_VALUE_BYTES`` or a thing's names and values
+over ``MAX_THING_BYTES`` in total; reports beyond that are dropped and counted
+(:meth:`CloudEmulator.dropped`), with one warning per device and reason.  History
+and events are bounded in entries and in (approximate) bytes, oldest dropped
+first, and events keep at most ``PAYLOAD_KEPT`` bytes of a bad payload.
+
+Retained messages: devices may only write topics that the cloud alone reads (the
+broker's ACL, :mod:`.broker`), so a retained message from a device could only
+come back to the cloud itself, at its next subscribe.  The emulator subscribes
+with MQTT 5's "retain as published" to see the flag, ignores such messages
+(event ``retained_refused``) and clears them from the broker at once.
+
 For the CLI, every device's state is also published as retained JSON on
 ``localcloud/state/<device_id>``, and requests on ``localcloud/ctl/<op>`` are
 handed to a control handler (in a worker thread, so it may block); devices cannot
@@ -57,17 +70,29 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 import paho.mqtt.client as mqtt
 
 from . import otawire, wire
+from .broker import MESSAGE_SIZE_LIMIT
 from .logwatch import LogWatch
 from .store import Device
 
 log = logging.getLogger(__name__)
 
-HISTORY_MAX = 10000
-EVENTS_MAX = 20000
+# What one thing / one device may make the emulator keep (see the module docstring).
+MAX_PROPERTIES = 1000
+MAX_VALUE_BYTES = 64 * 1024
+MAX_THING_BYTES = 1024 * 1024
+HISTORY_MAX = 20000           # reports kept per thing, all properties together
+HISTORY_BYTES = 4 * 1024 * 1024
+EVENTS_MAX = 20000            # events kept per device
+EVENTS_BYTES = 4 * 1024 * 1024
+PAYLOAD_KEPT = 256            # bytes of a malformed payload kept in its event
+TEXT_KEPT = 300               # characters of an error text kept in an event
 STATE_TOPIC = "localcloud/state/%s"
 STATE_INTERVAL = 0.05  # seconds: retained state messages are coalesced to at most one per interval
 CTL_TOPIC = "localcloud/ctl/"
 OTA_TOPIC = "localcloud/ota/%s"  # each OTA event of a device, as JSON, for the CLI's `ota` command
+
+# Topics devices write (and only the cloud reads): what the emulator serves.
+DEVICE_WRITTEN = ("/a/d/+/c/up", "/a/t/+/e/o", "/a/t/+/shadow/o")
 
 DeviceRef = Union[Device, str]
 ControlHandler = Callable[[str, Dict[str, Any]], Any]
@@ -95,6 +120,41 @@ def values_match(value: Any, expected: Any) -> bool:
     return value == expected
 
 
+def approx_size(obj: Any) -> int:
+    """Rough bytes a decoded value takes as data (strings and bytes by length, 8 per scalar)."""
+    if isinstance(obj, (str, bytes, bytearray)):
+        return len(obj) + 8
+    if isinstance(obj, dict):
+        return 8 + sum(approx_size(k) + approx_size(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return 8 + sum(approx_size(v) for v in obj)
+    return 8
+
+
+class BoundedLog:
+    """A FIFO of items kept within ``max_items`` and ``max_bytes`` (oldest dropped first)."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.items: Deque[Any] = collections.deque()
+        self._sizes: Deque[int] = collections.deque()
+        self.bytes = 0
+        self.max_items, self.max_bytes = max_items, max_bytes
+
+    def append(self, item: Any, size: int) -> List[Any]:
+        """Add ``item``; return the items dropped to make room (the newest always stays)."""
+        self.items.append(item)
+        self._sizes.append(size)
+        self.bytes += size
+        dropped = []
+        while len(self.items) > 1 and (len(self.items) > self.max_items or self.bytes > self.max_bytes):
+            dropped.append(self.items.popleft())
+            self.bytes -= self._sizes.popleft()
+        return dropped
+
+    def __iter__(self):
+        return iter(self.items)
+
+
 class ThingState:
     """One thing's properties: cloud values, device reports, report history."""
 
@@ -103,15 +163,47 @@ class ThingState:
         self.reported: Dict[str, Any] = {}
         self.history: Dict[str, Deque[Tuple[float, Any]]] = {}
         self.reports: Dict[str, int] = {}  # total reports per property, for wait_for
+        self._order = BoundedLog(HISTORY_MAX, HISTORY_BYTES)  # property names, oldest report first
+        self._values_bytes: Optional[int] = None  # approx_size of all values; None = to be counted
+
+    def merged(self, name: str, value: Any) -> Any:
+        """What ``name`` would hold after ``value`` (composite fields merge into the stored dict)."""
+        prev = self.values.get(name)
+        return dict(prev, **value) if isinstance(value, dict) and isinstance(prev, dict) else value
+
+    def refusal(self, name: str, value: Any) -> Optional[str]:
+        """Why a report of ``name = value`` from the device would break the thing's bounds, or None."""
+        size = approx_size(self.merged(name, value))
+        if size > MAX_VALUE_BYTES:
+            return "value_size"
+        if name not in self.values and len(self.values) >= MAX_PROPERTIES:
+            return "properties"
+        if self._values_bytes is None:
+            self._values_bytes = sum(self._size_of(n) for n in self.values)
+        if self._values_bytes - self._size_of(name) + approx_size(name) + size > MAX_THING_BYTES:
+            return "thing_size"
+        return None
+
+    def write(self, name: str, value: Any) -> Any:
+        """Set the cloud's value of ``name`` (see :meth:`merged`); return what it holds now."""
+        stored = self.merged(name, value)
+        if self._values_bytes is not None:
+            self._values_bytes += approx_size(name) + approx_size(stored) - self._size_of(name)
+        self.values[name] = stored
+        return stored
+
+    def _size_of(self, name: str) -> int:
+        """What ``name`` and its value count towards MAX_THING_BYTES (0 if it has no value)."""
+        return approx_size(name) + approx_size(self.values[name]) if name in self.values else 0
 
     def report(self, name: str, value: Any, when: float) -> None:
         """Record a value the device published (composite fields merge into the stored dict)."""
-        prev = self.values.get(name)
-        stored = dict(prev, **value) if isinstance(value, dict) and isinstance(prev, dict) else value
-        self.values[name] = stored
+        stored = self.write(name, value)
         self.reported[name] = stored
-        self.history.setdefault(name, collections.deque(maxlen=HISTORY_MAX)).append((when, value))
+        self.history.setdefault(name, collections.deque()).append((when, value))
         self.reports[name] = self.reports.get(name, 0) + 1
+        for old in self._order.append(name, approx_size(value) + 16):
+            self.history[old].popleft()
 
 
 class CloudEmulator:
@@ -126,7 +218,8 @@ class CloudEmulator:
         self._cond = threading.Condition(threading.RLock())
         self.devices: Dict[str, Device] = {}
         self.things: Dict[str, ThingState] = {}
-        self._events: Dict[str, Deque[Tuple[int, float, str, Any]]] = {}
+        self._events: Dict[str, BoundedLog] = {}  # of (seq, time, kind, detail)
+        self._dropped: Dict[str, Dict[str, int]] = {}  # device id -> reason -> reports dropped
         self._event_count: Dict[str, int] = {}
         self._client_ids: Dict[str, str] = {}  # MQTT client id -> device id
         self._generation = 0  # completed (re)connects
@@ -143,8 +236,8 @@ class CloudEmulator:
         self._name = "localcloud-emulator-%s" % secrets.token_hex(4)
         self._ping_topic = "localcloud/ping/%s" % self._name
         self._logwatch = LogWatch(log_file, self._on_log) if log_file is not None else None
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._name, clean_session=True,
-                        protocol=mqtt.MQTTv311)
+        # MQTT 5 for "retain as published": the only way to see that a device set the retain flag
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._name, protocol=mqtt.MQTTv5)
         c.username_pw_set(username, password)
         c.reconnect_delay_set(min_delay=0.05, max_delay=0.5)  # type: ignore[arg-type]
         c.on_connect = self._on_connect
@@ -162,7 +255,7 @@ class CloudEmulator:
         self._ctl_thread.start()
         self._state_thread = threading.Thread(target=self._state_worker, name="localcloud-state", daemon=True)
         self._state_thread.start()
-        self._client.connect(self.host, self.port, keepalive=30)
+        self._client.connect(self.host, self.port, keepalive=30, clean_start=True)
         self._client.loop_start()
         self.wait_connected(0, timeout)
 
@@ -218,8 +311,10 @@ class CloudEmulator:
         if sock is not None and hasattr(sock, "setsockopt"):
             # paho leaves Nagle on; the cloud's answers are small and awaited.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.subscribe([("/a/d/+/c/up", 1), ("/a/t/+/e/o", 1), ("/a/t/+/shadow/o", 1),
-                          (CTL_TOPIC + "+", 1), (self._ping_topic, 1)])
+        as_published = mqtt.SubscribeOptions(qos=1, retainAsPublished=True)
+        client.subscribe([(t, as_published) for t in DEVICE_WRITTEN]
+                         + [(CTL_TOPIC + "+", mqtt.SubscribeOptions(qos=1)),
+                            (self._ping_topic, mqtt.SubscribeOptions(qos=1))])
         with self._cond:
             for dev in self.devices.values():
                 self._publish_device_info(dev)
@@ -237,12 +332,13 @@ class CloudEmulator:
         """Start serving ``dev``; ``values`` seed its thing's last values (if the thing is new)."""
         with self._cond:
             self.devices[dev.device_id] = dev
-            self._events.setdefault(dev.device_id, collections.deque(maxlen=EVENTS_MAX))
+            self._events.setdefault(dev.device_id, BoundedLog(EVENTS_MAX, EVENTS_BYTES))
             self._event_count.setdefault(dev.device_id, 0)
             if dev.thing_id:
                 thing = self.things.setdefault(dev.thing_id, ThingState())
                 for name, value in (values or {}).items():
-                    thing.values.setdefault(name, value)
+                    if name not in thing.values:
+                        thing.write(name, value)
             self._publish_device_info(dev)
             self._publish_state(dev)
             self._notify(dev.device_id, time.time(), "added", None)
@@ -272,12 +368,12 @@ class CloudEmulator:
     def _event(self, device_id: str, kind: str, detail: Any) -> None:
         with self._cond:
             if device_id not in self._events:
-                self._events[device_id] = collections.deque(maxlen=EVENTS_MAX)
+                self._events[device_id] = BoundedLog(EVENTS_MAX, EVENTS_BYTES)
                 self._event_count[device_id] = 0
             seq = self._event_count[device_id]
             self._event_count[device_id] = seq + 1
             now = time.time()
-            self._events[device_id].append((seq, now, kind, detail))
+            self._events[device_id].append((seq, now, kind, detail), approx_size(detail) + 64)
             self._cond.notify_all()
             self._notify(device_id, now, kind, detail)
         log.debug("device %s: %s %r", device_id, kind, detail)
@@ -378,6 +474,9 @@ class CloudEmulator:
             self._logwatch.poll()  # connect/subscribe lines first: keeps events in causal order
         parts = topic.split("/")
         try:
+            if msg.retain:
+                self._refuse_retained(parts, msg.payload)
+                return
             with self._cond:
                 if len(parts) == 6 and parts[1:3] == ["a", "d"] and parts[4:] == ["c", "up"]:
                     self._on_command(parts[3], msg.payload)
@@ -388,6 +487,41 @@ class CloudEmulator:
         except Exception:  # a bad message must never stop the emulator
             log.exception("cloud emulator failed on a message on %s", topic)
 
+    def _refuse_retained(self, parts: List[str], payload: bytes) -> None:
+        """A device set the retain flag: do not act on the message, and clear it from the broker
+        (an empty retained payload is that clearing, coming back to us)."""
+        if not payload:
+            return
+        topic = "/".join(parts)
+        self._client.publish(topic, b"", qos=1, retain=True)
+        with self._cond:
+            dev = None
+            if len(parts) == 6 and parts[1:3] == ["a", "d"]:
+                dev = self.devices.get(parts[3])
+            elif len(parts) == 6 and parts[1:3] == ["a", "t"]:
+                dev = self._owner(parts[3])
+            detail = {"topic": topic, "size": len(payload)}
+            if dev is None:
+                self._broker_event("retained_refused", detail)
+            else:
+                self._event(dev.device_id, "retained_refused", detail)
+                self._count_drop(dev, "retained", 1)
+
+    def _count_drop(self, dev: Device, reason: str, n: int) -> None:
+        """Count reports dropped for ``reason``; the first one is logged and recorded as an event."""
+        counts = self._dropped.setdefault(dev.device_id, {})
+        if reason not in counts:
+            log.warning("device %s: dropping what it sends beyond a limit of the local cloud (%s); "
+                        "counting further drops silently", dev.device_id, reason)
+            self._event(dev.device_id, "limit", reason)
+        counts[reason] = counts.get(reason, 0) + n
+
+    def dropped(self, ref: DeviceRef) -> Dict[str, int]:
+        """Reports of the device dropped so far, by reason: "properties" (too many names),
+        "value_size", "thing_size" (the thing's values too large in total), "retained"."""
+        with self._cond:
+            return dict(self._dropped.get(self.device(ref).device_id, {}))
+
     def _on_command(self, device_id: str, payload: bytes) -> None:
         dev = self.devices.get(device_id)
         if dev is None:
@@ -396,7 +530,7 @@ class CloudEmulator:
         try:
             tag, fields = wire.decode_command(payload)
         except wire.WireError as exc:
-            self._event(device_id, "bad_command", {"error": str(exc), "payload": payload.hex()})
+            self._event(device_id, "bad_command", _bad(exc, payload))
             return
         first = fields[0] if fields else None
         if tag == wire.DEVICE_BEGIN:
@@ -426,12 +560,13 @@ class CloudEmulator:
         after recording why not (no device owns the thing; the payload is malformed)."""
         dev = self._owner(thing_id)
         if dev is None:
-            self._broker_event("unowned_thing", {"thing_id": thing_id, "payload": payload.hex()})
+            self._broker_event("unowned_thing", {"thing_id": thing_id, "size": len(payload),
+                                                 "payload": payload[:PAYLOAD_KEPT].hex()})
             return None
         try:
             return dev, wire.decode_senml(payload)
         except wire.WireError as exc:
-            self._event(dev.device_id, bad_kind, {"error": str(exc), "payload": payload.hex()})
+            self._event(dev.device_id, bad_kind, _bad(exc, payload))
             return None
 
     def _on_values(self, thing_id: str, payload: bytes) -> None:
@@ -442,8 +577,13 @@ class CloudEmulator:
         values = wire.group_values(records)
         thing = self._thing(dev)
         now = time.time()
-        for name, value in values.items():
-            thing.report(name, value, now)
+        for name, value in list(values.items()):
+            reason = thing.refusal(name, value)
+            if reason is None:
+                thing.report(name, value, now)
+            else:
+                del values[name]
+                self._count_drop(dev, reason, 1)
         self._event(dev.device_id, "values", values)
         self._publish_state(dev)
 
@@ -457,17 +597,32 @@ class CloudEmulator:
             return
         self._event(dev.device_id, "last_values", "shadow")
         if dev.answers_events:
-            self._client.publish("/a/t/%s/shadow/i" % thing_id, wire.encode_senml(self._thing(dev).values), qos=1)
+            self._publish("/a/t/%s/shadow/i" % thing_id, wire.encode_senml(self._thing(dev).values))
 
     # -- outgoing -------------------------------------------------------------------------------
 
-    def _send(self, dev: Device, sub: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        return self._client.publish("/a/d/%s/%s" % (dev.device_id, sub), payload, qos=1)
+    def _publish(self, topic: str, payload: Union[bytes, str], qos: int = 1, retain: bool = False,
+                 strict: bool = False) -> Optional[mqtt.MQTTMessageInfo]:
+        """Publish, unless the payload is over the broker's message_size_limit (which would drop
+        it silently): then raise ValueError if ``strict``, else log, record and return None."""
+        size = len(payload)
+        if size > MESSAGE_SIZE_LIMIT:
+            if strict:
+                raise ValueError("payload of %d bytes for %s is over the broker's limit of %d bytes"
+                                 % (size, topic, MESSAGE_SIZE_LIMIT))
+            log.warning("not publishing %d bytes on %s: over the broker's limit of %d bytes",
+                        size, topic, MESSAGE_SIZE_LIMIT)
+            self._broker_event("too_large", {"topic": topic, "size": size})
+            return None
+        return self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _send(self, dev: Device, sub: str, payload: bytes, strict: bool = False) -> Optional[mqtt.MQTTMessageInfo]:
+        return self._publish("/a/d/%s/%s" % (dev.device_id, sub), payload, strict=strict)
 
     def _publish_device_info(self, dev: Device) -> None:
         if dev.answers_events:
-            self._client.publish("/a/d/%s/e/i" % dev.device_id,
-                                 wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until), qos=1, retain=True)
+            self._publish("/a/d/%s/e/i" % dev.device_id,
+                          wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until), qos=1, retain=True)
 
     def state(self, ref: DeviceRef) -> Dict[str, Any]:
         """A JSON-friendly snapshot of a device and its thing's values."""
@@ -494,7 +649,10 @@ class CloudEmulator:
                 dirty, self._dirty = self._dirty, set()
                 states = [self.state(d) for d in dirty if d in self.devices]
             for state in states:
-                self._client.publish(STATE_TOPIC % state["device_id"], json.dumps(state), qos=0, retain=True)
+                text = json.dumps(state)
+                if len(text) > MESSAGE_SIZE_LIMIT:  # the values do not fit: say so instead
+                    text = json.dumps(dict(state, values={}, values_omitted=True))
+                self._publish(STATE_TOPIC % state["device_id"], text, qos=0, retain=True)
 
     # -- the dashboard ----------------------------------------------------------------------------
 
@@ -505,10 +663,8 @@ class CloudEmulator:
             if not dev.thing_id:
                 raise ValueError("device %s has no thing: nothing to write to" % dev.device_id)
             payload = wire.encode_senml({name: value})
-            thing = self._thing(dev)
-            prev = thing.values.get(name)
-            thing.values[name] = dict(prev, **value) if isinstance(value, dict) and isinstance(prev, dict) else value
-            info = self._client.publish("/a/t/%s/e/i" % dev.thing_id, payload, qos=1)
+            info = self._publish("/a/t/%s/e/i" % dev.thing_id, payload, strict=True)
+            self._thing(dev).write(name, value)
             self._event(dev.device_id, "write", {name: value})
             self._publish_state(dev)
             return info
@@ -518,10 +674,10 @@ class CloudEmulator:
         with self._cond:
             dev = self.device(ref)
             if topic == "c/dw":
-                return self._send(dev, "c/dw", payload)
+                return self._send(dev, "c/dw", payload, strict=True)
             if topic == "d/e/i":
-                return self._send(dev, "e/i", payload)
-            return self._client.publish("/a/t/%s/%s" % (dev.thing_id, topic), payload, qos=1)
+                return self._send(dev, "e/i", payload, strict=True)
+            return self._publish("/a/t/%s/%s" % (dev.thing_id, topic), payload, strict=True)
 
     def send_command(self, ref: DeviceRef, tag: int, fields: List[Any]) -> mqtt.MQTTMessageInfo:
         """Send any command (tag + array) on the device's ``c/dw``."""
@@ -537,14 +693,21 @@ class CloudEmulator:
             self._publish_device_info(dev)
             self._event(dev.device_id, "timezone_sent", (int(offset), int(until)))
 
-    def reassign(self, ref: DeviceRef, thing_id: str) -> None:
-        """Move the device to ``thing_id`` ("" = detach): ThingUpdate / ThingDetach and/or retained e/i."""
+    def reassign(self, ref: DeviceRef, thing_id: str, before_notify: Optional[Callable[[], None]] = None) -> None:
+        """Move the device to ``thing_id`` ("" = detach): ThingUpdate / ThingDetach and/or retained e/i.
+
+        ``before_notify`` runs (outside the lock) after the move and before the device is
+        told: LocalCloud lets the broker's ACL follow the device there.
+        """
         with self._cond:
             dev = self.device(ref)
             old = dev.thing_id
             dev.thing_id = thing_id
             if thing_id:
                 self.things.setdefault(thing_id, ThingState())
+        if before_notify is not None:
+            before_notify()
+        with self._cond:
             if dev.answers_commands:
                 if thing_id:
                     self._send(dev, "c/dw", wire.thing_update(thing_id))
@@ -658,7 +821,16 @@ class CloudEmulator:
             except Exception as exc:  # reported back to the CLI, which prints it
                 response = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
             if reply_to:
-                self._client.publish(reply_to, json.dumps(response), qos=1)
+                text = json.dumps(response)
+                if len(text) > MESSAGE_SIZE_LIMIT:
+                    text = json.dumps({"ok": False, "error": "the answer (%d bytes) is over the broker's limit of "
+                                                            "%d bytes" % (len(text), MESSAGE_SIZE_LIMIT)})
+                self._publish(reply_to, text)
+
+
+def _bad(exc: Exception, payload: bytes) -> Dict[str, Any]:
+    """The detail of a bad_* event: the error and the start of the payload (both bounded)."""
+    return {"error": _short(str(exc), TEXT_KEPT), "size": len(payload), "payload": payload[:PAYLOAD_KEPT].hex()}
 
 
 def _describe(expected: Any) -> str:
@@ -666,5 +838,5 @@ def _describe(expected: Any) -> str:
 
 
 def _short(obj: Any, limit: int = 600) -> str:
-    text = repr(obj)
+    text = obj if isinstance(obj, str) else repr(obj)
     return text if len(text) <= limit else text[: limit - 3] + "..."

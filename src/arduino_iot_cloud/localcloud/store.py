@@ -13,12 +13,24 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
 VARIANTS = ("event", "command", "both")
 AUTHS = ("password", "cert")
+
+# A thing id becomes part of topic names and of the broker's ACL file: no MQTT
+# wildcards, slashes, spaces or control characters.
+_SAFE_THING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def check_thing_id(thing_id: str) -> str:
+    """Return ``thing_id`` ("" = no thing) if it is safe in a topic and an ACL line, else raise ValueError."""
+    if thing_id and not _SAFE_THING_ID.match(thing_id):
+        raise ValueError("unsafe thing id %r (letters, digits and . _ : - only)" % thing_id)
+    return thing_id
 
 
 class Device:

@@ -1,0 +1,186 @@
+"""Building OTA files and serving them, for the OTA tests (device side).
+
+The cloud side's packer (ota/pack.py) is built elsewhere; these tests make
+files from the format's facts alone: a deterministic ustar archive
+(tarfile), a literal-only LZSS stream (every byte as flag 1 + 8 bits, MSB
+first: a valid stream any decoder of the format must read), and the 20-byte
+header.  HttpsFileServer serves a directory over HTTPS on 127.0.0.1 with a
+certificate from the local cloud's CA, with Range support and switches to
+misbehave (drop a connection mid-body, ignore Range, lie about lengths).
+"""
+
+import binascii
+import hashlib
+import http.server
+import io
+import os
+import ssl
+import struct
+import tarfile
+import threading
+
+MAGIC = 0x50594150
+VERSION = b"\x00\x00\x00\x00\x00\x00\x00\x40"
+
+
+def literal_lzss(data):
+    """data as an LZSS stream of literals only (9 bits per byte, zero padding)."""
+    acc = 0
+    nbits = 0
+    out = bytearray()
+    for byte in data:
+        acc = (acc << 9) | 0x100 | byte
+        nbits += 9
+        while nbits >= 8:
+            out.append((acc >> (nbits - 8)) & 0xFF)
+            nbits -= 8
+        acc &= (1 << nbits) - 1
+    if nbits:
+        out.append((acc << (8 - nbits)) & 0xFF)
+    return bytes(out)
+
+
+def bits_to_bytes(bits):
+    """A string of '0'/'1' (spaces ignored) as bytes, MSB first, zero padded."""
+    bits = bits.replace(" ", "")
+    bits += "0" * (-len(bits) % 8)
+    return bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+
+
+def ota_file(compressed, magic=MAGIC, length_delta=0, crc_delta=0):
+    """The OTA file of an already compressed payload (deltas make broken headers)."""
+    body = struct.pack("<I", magic) + VERSION + compressed
+    crc = (binascii.crc32(body) + crc_delta) & 0xFFFFFFFF
+    return struct.pack("<II", len(body) + length_delta, crc) + body
+
+
+def make_tar(files, extra=()):
+    """A deterministic ustar archive: files maps 'path' -> bytes (or None: a directory);
+    extra: more TarInfo/bytes pairs (for hostile members)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(files):
+            data = files[name]
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            info.uname = info.gname = ""
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+        for info, data in extra:
+            tar.addfile(info, None if data is None else io.BytesIO(data))
+    return buf.getvalue()
+
+
+def app_files(version, extra=b"", crash=False):
+    """A small device application: main.py with VERSION and a helper package."""
+    main = (b"VERSION = %d\n" % version)
+    if crash:
+        main += b"raise RuntimeError('version %d crashes at start')\n" % version
+    return {"main.py": main, "lib": None, "lib/helper.py": b"def double(x):\n    return 2 * x\n" + extra}
+
+
+def bundle(files, **kw):
+    """(ota file bytes, sha256 of the tar payload) of an application."""
+    payload = make_tar(files)
+    return ota_file(literal_lzss(payload), **kw), hashlib.sha256(payload).digest()
+
+
+def bundle_of_size(version, size):
+    """An application whose OTA file is about `size` bytes (incompressible data file)."""
+    import random
+
+    rnd = random.Random(size)
+    blob = bytes(rnd.getrandbits(8) for _ in range(int(size / 1.13)))
+    files = app_files(version)
+    files["data.bin"] = blob
+    return bundle(files)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        server = self.server
+        server.requests.append((self.path, self.headers.get("Range")))
+        name = self.path.lstrip("/")
+        path = os.path.join(server.directory, name)
+        if "/" in name or not os.path.isfile(path):
+            self.send_error(404)
+            return
+        with open(path, "rb") as f:
+            data = f.read()
+        total = len(data)
+        first, last = 0, total - 1
+        rng = self.headers.get("Range")
+        partial = rng is not None and rng.startswith("bytes=") and not server.ignore_range
+        if partial:
+            a, b = rng[6:].split("-")
+            first = int(a)
+            last = min(int(b), total - 1) if b else total - 1
+            if first >= total:
+                self.send_response(416)
+                self.send_header("Content-Range", "bytes */%d" % total)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        body = data[first:last + 1]
+        self.send_response(206 if partial else 200)
+        if partial:
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (first, last, total))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if server.drop_after is not None and server.drops > 0:
+            # Send part of the body, then cut the connection.
+            server.drops -= 1
+            self.wfile.write(body[:server.drop_after])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        for i in range(0, len(body), 16384):
+            self.wfile.write(body[i:i + 16384])
+            if server.delay:
+                import time
+
+                time.sleep(server.delay)
+
+
+class HttpsFileServer:
+    """Serves `directory` on https://127.0.0.1:PORT/NAME with a certificate from the CA
+    in `pki_dir` (the local cloud's pki/: server.crt/server.key signed by ca.crt)."""
+
+    def __init__(self, directory, certfile, keyfile):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd.directory = directory
+        self.httpd.requests = []
+        self.httpd.ignore_range = False
+        self.httpd.drop_after = None
+        self.httpd.drops = 0
+        self.httpd.delay = 0
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name):
+        return "https://127.0.0.1:%d/%s" % (self.port, name)
+
+    @property
+    def requests(self):
+        return self.httpd.requests
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

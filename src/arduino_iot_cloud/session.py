@@ -254,7 +254,7 @@ class DeviceSession:
     # --- over-the-air updates (the logic is in ota/) ---------------------------------
     def _on_ota_update(self, fields, now):
         if self.ota is not None:
-            self.ota.on_request(fields, now)
+            self.ota.on_update_command(fields, now)
             return
         log.warning("refusing an OTA update: this client was made without ota=")
         self.link.publish(self.command_up, commands.ota_progress_up(fields[0], commands.OTA_UNAVAILABLE, 0,

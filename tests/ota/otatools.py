@@ -146,8 +146,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(2)
             return
-        for i in range(0, len(body), 16384):
-            self.wfile.write(body[i:i + 16384])
+        for i in range(0, len(body), 4096):
+            self.wfile.write(body[i:i + 4096])
             if server.delay:
                 import time
 
@@ -184,3 +184,180 @@ class HttpsFileServer:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# --- the device application and its runs -----------------------------------------------------
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT_DIR, "examples")
+LAUNCHER = os.path.join(EXAMPLES, "ota_device.py")
+
+
+def example_app(version, crash=False, padding=0):
+    """The example application's files at `version` (crash: it raises at start;
+    padding: an incompressible data file of that many bytes)."""
+    with open(os.path.join(EXAMPLES, "ota_app", "main.py"), "rb") as f:
+        src = f.read()
+    assert b"VERSION = 1\n" in src
+    src = src.replace(b"VERSION = 1\n", b"VERSION = %d\n" % version)
+    if crash:
+        src = src.replace(b"client.start()", b"raise RuntimeError('version %d fails at start')\nclient.start()"
+                          % version, 1)
+    files = {"main.py": src}
+    if padding:
+        import random
+
+        rnd = random.Random(padding)
+        files["data.bin"] = bytes(rnd.getrandbits(8) for _ in range(padding))
+    return files
+
+
+class UpWatcher:
+    """Everything a device publishes on its c/up, read by a paho client on the local
+    cloud's admin listener: ota_begin (sha256 bytes) and ota_progress (id, state, data,
+    time) entries, in order."""
+
+    def __init__(self, cloud, device_id):
+        import cbor2
+        import paho.mqtt.client as mqtt
+
+        self._cbor2 = cbor2
+        self.entries = []
+        self.raw = []
+        self._cond = threading.Condition()
+        creds = cloud.admin_credentials()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ota-watch-%s" % device_id)
+        self.client.username_pw_set(creds["user"], creds["password"])
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe("/a/d/%s/c/up" % device_id, 1)
+        self.client.connect(cloud.host, cloud.admin_port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the watcher could not subscribe"
+
+    def _on_message(self, client, userdata, msg):
+        obj = self._cbor2.loads(msg.payload)
+        entry = None
+        if obj.tag == 0x010000:
+            entry = ("ota_begin", obj.value[0])
+        elif obj.tag == 0x010200:
+            entry = ("ota_progress",) + tuple(obj.value)
+        with self._cond:
+            self.raw.append(msg.payload)
+            if entry is not None:
+                self.entries.append(entry)
+            self._cond.notify_all()
+
+    def mark(self):
+        with self._cond:
+            return len(self.entries)
+
+    def wait(self, predicate, what, since=0, timeout=20.0):
+        """The first entry from `since` on that predicate accepts; its index too."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i in range(since, len(self.entries)):
+                    if predicate(self.entries[i]):
+                        return i, self.entries[i]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no %s within %.0f s; seen: %s" % (what, timeout, self.describe()))
+                self._cond.wait(left)
+
+    def begin(self, sha, since=0, timeout=20.0):
+        return self.wait(lambda e: e[0] == "ota_begin" and e[1] == sha, "OtaBeginUp %s" % sha.hex()[:12],
+                         since, timeout)
+
+    def state(self, ota_id, state, since=0, timeout=20.0):
+        return self.wait(lambda e: e[0] == "ota_progress" and e[1] == ota_id and e[2].value == state,
+                         "OtaProgressCmdUp state %d" % state, since, timeout)
+
+    def states(self, ota_id):
+        with self._cond:
+            return [(e[2].value, e[3]) for e in self.entries if e[0] == "ota_progress" and e[1] == ota_id]
+
+    def describe(self):
+        out = []
+        for e in self.entries:
+            if e[0] == "ota_begin":
+                out.append("begin(%s)" % e[1].hex()[:12])
+            else:
+                out.append("progress(%s, %r, %r)" % (e[1].hex()[:6], e[2], e[3]))
+        return ", ".join(out)
+
+    def stop(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Supervisor:
+    """Runs the launcher the way a supervisor would: started again whenever it ends
+    (restart_on: exit statuses that restart it; None: any), until stop().  Output of
+    every run goes to one log."""
+
+    def __init__(self, argv, env, log_path, restart_on=None, cwd=None, preexec=None):
+        import subprocess
+
+        self.preexec = preexec
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.restart_on = restart_on
+        self.log_path = log_path
+        self.exits = []
+        self.starts = 0
+        self._out = open(log_path, "ab")
+        self._subprocess = subprocess
+        self._stopping = False
+        self.proc = None
+        self._lock = threading.Lock()
+        self._start()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _start(self):
+        self.starts += 1
+        self.proc = self._subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._out,
+                                           stderr=self._subprocess.STDOUT, stdin=self._subprocess.DEVNULL,
+                                           preexec_fn=self.preexec)
+
+    def _watch(self):
+        import time
+
+        while not self._stopping:
+            with self._lock:
+                code = self.proc.poll()
+                if code is not None and not self._stopping:
+                    self.exits.append(code)
+                    if self.restart_on is None or code in self.restart_on:
+                        self._start()
+            time.sleep(0.05)
+
+    def kill(self):
+        """A power cut: SIGKILL; the supervisor starts it again."""
+        with self._lock:
+            self.proc.kill()
+
+    def output(self):
+        if not self._out.closed:
+            self._out.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self._out.closed:
+            return
+        self._stopping = True
+        with self._lock:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except self._subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+        self._out.close()

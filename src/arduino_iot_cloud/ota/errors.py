@@ -44,6 +44,6 @@ class OtaError(RemoteError):
 def storage_error(e, what):
     """An OtaError for an OSError while writing `what` (ENOSPC: StorageEnd)."""
     errno = e.args[0] if e.args and isinstance(e.args[0], int) else None
-    if errno == 28:  # ENOSPC
+    if errno in (27, 28):  # EFBIG (a file size limit), ENOSPC
         return OtaError(STORAGE_END, "no space left while writing %s" % what)
     return OtaError(WRITE_FILE, "cannot write %s: %s" % (what, e))

@@ -2,7 +2,7 @@
 #
 # Theory of operation
 # -------------------
-# The session hands OtaUpdateCmdDown to on_request() and calls on_attached()
+# The session hands OtaUpdateCmdDown to on_update_command() and calls on_attached()
 # after every attach; both drivers call step() on every turn.  One update at
 # a time, in these states:
 #   IDLE         nothing under way
@@ -128,7 +128,7 @@ class OTA:
             if len(ota_id) == 16:
                 self._progress(ota_id, commands.OTA_FAIL, code)
 
-    def on_request(self, fields, now):
+    def on_update_command(self, fields, now):
         """OtaUpdateCmdDown (id, url, initial sha, final sha) from the session."""
         request = Request(*fields)
         if self.state != IDLE:

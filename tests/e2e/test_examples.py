@@ -24,6 +24,7 @@ TESTED_ELSEWHERE = {
     "pkcs11_device.py": ("softhsm/test_pkcs11_device.py", "it needs a SoftHSM token, M2Crypto and the pkcs11 engine"),
     "micropython_device.py": ("micropython/test_mpy_device.py",
                               "it runs there on the MicroPython unix port and on CPython"),
+    "ota_device.py": ("ota/test_ota_e2e.py", "it launches examples/ota_app there, updated over the air"),
 }
 
 
@@ -59,7 +60,8 @@ def test_every_example_has_a_test():
 @pytest.mark.parametrize("name", sorted(TESTED_ELSEWHERE))
 def test_example_tested_elsewhere(name):
     test_file, why = TESTED_ELSEWHERE[name]
-    helpers = {"micropython_device.py": "micropython/mpy_helpers.py", "pkcs11_device.py": "softhsm/conftest.py"}
+    helpers = {"micropython_device.py": "micropython/mpy_helpers.py", "pkcs11_device.py": "softhsm/conftest.py",
+               "ota_device.py": "ota/otatools.py"}
     with open(os.path.join(TESTS, helpers[name])) as f:
         assert name in f.read(), "%s no longer names %s" % (helpers[name], name)
     assert os.path.exists(os.path.join(TESTS, test_file))

@@ -193,9 +193,10 @@ EXAMPLES = os.path.join(ROOT_DIR, "examples")
 LAUNCHER = os.path.join(EXAMPLES, "ota_device.py")
 
 
-def example_app(version, crash=False, padding=0):
+def example_app(version, crash=False, padding=0, wrong_password=False):
     """The example application's files at `version` (crash: it raises at start;
-    padding: an incompressible data file of that many bytes)."""
+    wrong_password: it cannot attach; padding: an incompressible data file of that
+    many bytes)."""
     with open(os.path.join(EXAMPLES, "ota_app", "main.py"), "rb") as f:
         src = f.read()
     assert b"VERSION = 1\n" in src
@@ -203,6 +204,9 @@ def example_app(version, crash=False, padding=0):
     if crash:
         src = src.replace(b"client.start()", b"raise RuntimeError('version %d fails at start')\nclient.start()"
                           % version, 1)
+    if wrong_password:
+        src = src.replace(b'password=getenv("SECRET_KEY")', b'password="not-the-password"')
+        assert b"not-the-password" in src
     files = {"main.py": src}
     if padding:
         import random

@@ -230,6 +230,43 @@ def test_a_version_that_crashes_at_start_is_rolled_back(local_cloud, device_fact
     assert "version 2 fails at start" in device.output()
 
 
+def test_a_version_that_cannot_attach_is_rolled_back(local_cloud, device_factory, tmp_path, file_server, watch,
+                                                    device_run):
+    # Version 2 has a wrong password: it starts but never attaches.  After
+    # OTA_TRIAL_SECONDS it restarts; that start is one more than allowed: back to 1.
+    dev = device_factory()
+    root, sha1 = provision(tmp_path)
+    up = watch(dev)
+    device = device_run(dev, root, OTA_TRIAL_BOOTS=1, OTA_TRIAL_SECONDS=3)
+    up.begin(sha1)
+    url, sha2 = serve(file_server, "noattach.ota", example_app(2, wrong_password=True))
+    since = up.mark()
+    ota_id = send_update(local_cloud, dev, url, sha2)
+    up.state(ota_id, REBOOT, since=since)
+    _, entry = up.state(ota_id, FAIL, since=since, timeout=40)
+    assert entry[3] == -205
+    up.begin(sha1, since=since)
+    local_cloud.wait_for(dev, "version", 1, timeout=20)
+    assert device.starts == 1 and device.exits == [], "restarted in place both times"
+    assert "did not attach within 3 s" in device.output()
+
+
+def test_micropython_rolls_back_a_version_that_crashes(local_cloud, device_factory, tmp_path, file_server, watch,
+                                                       device_run):
+    dev = device_factory()
+    root, sha1 = provision(tmp_path)
+    up = watch(dev)
+    device = device_run(dev, root, runtime="micropython", OTA_TRIAL_BOOTS=1)
+    up.begin(sha1, timeout=40)
+    url, sha2 = serve(file_server, "crash.ota", example_app(2, crash=True))
+    since = up.mark()
+    ota_id = send_update(local_cloud, dev, url, sha2)
+    _, entry = up.state(ota_id, FAIL, since=since, timeout=60)
+    assert entry[3] == -205
+    up.begin(sha1, since=since, timeout=40)
+    assert device.exits == [0, 1], "exit 0 to restart, then version 2 dies: %s" % device.exits
+
+
 def test_an_update_survives_a_broker_restart(local_cloud, device_factory, tmp_path, file_server, watch,
                                              device_run):
     dev = device_factory()

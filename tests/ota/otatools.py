@@ -111,6 +111,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         server = self.server
         server.requests.append((self.path, self.headers.get("Range")))
+        server.connections.add(self.client_address)
         name = self.path.lstrip("/")
         path = os.path.join(server.directory, name)
         if "/" in name or not os.path.isfile(path):
@@ -137,7 +138,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if partial:
             self.send_header("Content-Range", "bytes %d-%d/%d" % (first, last, total))
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
+        if server.close_each:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if server.drop_after is not None and server.drops > 0:
             # Send part of the body, then cut the connection.
@@ -166,10 +169,12 @@ class HttpsFileServer:
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.directory = directory
         self.httpd.requests = []
+        self.httpd.connections = set()
         self.httpd.ignore_range = False
         self.httpd.drop_after = None
         self.httpd.drops = 0
         self.httpd.delay = 0
+        self.httpd.close_each = False  # True: "Connection: close" on every response
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

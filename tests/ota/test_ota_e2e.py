@@ -68,14 +68,16 @@ def test_update_from_version_1_to_2(local_cloud, device_factory, tmp_path, file_
     dev = device_factory(variant=variant)
     root, sha1 = provision(tmp_path)
     up = watch(dev)
+    file_server.httpd.close_each = mode == "sync"  # a server that closes after every response
     device = device_run(dev, root, sync=(mode == "sync"), OTA_CHUNK=16384)
     up.begin(sha1)
     local_cloud.wait_for(dev, "version", 1, timeout=20)
     ota_id, sha2 = update_to_v2(local_cloud, dev, up, file_server, padding=40000)
     local_cloud.wait_for(dev, "version", 2, timeout=20)
-    # Fetched in Range requests of 16 KB, on a fresh connection each.
+    # Fetched in Range requests of 16 KB, on one kept-alive connection (unless the server closes).
     ranges = [r for p, r in file_server.requests if p == "/v2.ota"]
     assert len(ranges) >= 3 and ranges[0] == "bytes=0-16383" and ranges[1] == "bytes=16384-32767", ranges
+    assert len(file_server.httpd.connections) == (len(ranges) if mode == "sync" else 1)
     fetched = [data for s, data in up.states(ota_id) if s == FETCH]
     assert fetched[0] == 0 and fetched[-1] == (file_server.dir / "v2.ota").stat().st_size, fetched
     times = [e[4] for e in up.entries if e[0] == "ota_progress"]

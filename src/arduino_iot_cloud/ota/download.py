@@ -1,15 +1,18 @@
 # Non-blocking HTTPS download in Range requests, taken in steps.
 #
 # Download(url, tls, sink, ...) fetches the file in chunks of `chunk_size`
-# bytes, one GET with "Range: bytes=a-b" each (a fresh connection per chunk,
-# "Connection: close"), and passes the body to sink.feed() as it arrives.  A
-# connection that fails or breaks off is opened again after a pause and the
-# download goes on from the last byte received, up to `retries` times in a
-# row (any progress resets the count).  step(now) does what the socket allows
-# at once (at most _READS_PER_STEP reads) and returns True when the whole
-# file has been received; failures raise OtaError with the C++ library's
-# codes.  The TCP connect and TLS handshake are connect.Connector's, with the
-# broker's TLS rules (CA and host name checked).
+# bytes, one GET with "Range: bytes=a-b" each, and passes the body to
+# sink.feed() as it arrives.  The requests share one HTTP/1.1 connection
+# while the server keeps it open (one TLS handshake per download, not per
+# chunk).  A connection that fails or breaks off is opened again after a
+# pause and the download goes on from the last byte received, up to
+# `retries` times in a row (any progress resets the count); a kept-alive
+# connection the server closed between two requests is just opened again.
+# step(now) does what the socket allows at once (the connect, or at most
+# _READS_PER_STEP reads) and returns True when the whole file has been
+# received; failures raise OtaError with the C++ library's codes.  The TCP
+# connect and TLS handshake are connect.Connector's, with the broker's TLS
+# rules (CA and host name checked).
 
 from ..compat import const
 from ..connect import start_connection
@@ -77,6 +80,8 @@ class Download:
         self._head = None        # response head being read (bytearray), None in the body
         self._body_left = 0
         self._skip = 0           # bytes to drop (a 200 answer to a Range request)
+        self._keep = False       # the server keeps the connection open after this response
+        self._reused = False     # the request under way went on a kept-alive connection
         self._next_at = now      # when to open the next connection
         self._last_data = now
 
@@ -130,16 +135,24 @@ class Download:
                 return False
             self._connector = None
             self._conn = conn
-            self._request = self._request_bytes()
-            self._head = bytearray()
-            self.requests += 1
+            self._send_request(False)
+            return False  # the handshake was this step's work
         if self._request:
             n = self._conn.send(self._request)
             self._request = self._request[n:]
             if self._request:
                 return self._stalled(now)
         for _ in range(_READS_PER_STEP):
-            data = self._conn.recv()
+            try:
+                data = self._conn.recv()
+            except RemoteError:
+                if self._reused and self._head is not None and not self._head:
+                    # The server closed the kept-alive connection before answering:
+                    # open a new one at once, not a failure.
+                    self.close()
+                    self._next_at = now
+                    return False
+                raise
             if data is None:
                 return self._stalled(now)
             self._last_data = now
@@ -148,8 +161,21 @@ class Download:
                 if data is None:
                     continue
             if self._receive(data):
-                return self.total is not None and self.offset >= self.total
+                if self.total is not None and self.offset >= self.total:
+                    self.close()
+                    return True
+                if self._keep:
+                    self._send_request(True)
+                else:
+                    self.close()
+                return False
         return False
+
+    def _send_request(self, reused):
+        self._request = self._request_bytes()
+        self._head = bytearray()
+        self._reused = reused
+        self.requests += 1
 
     def _request_bytes(self):
         end = self.offset + self.chunk_size - 1
@@ -157,7 +183,7 @@ class Download:
             end = min(end, self.total - 1)
         host = self.host if self.port == 443 else "%s:%d" % (self.host, self.port)
         return ("GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-%d\r\nUser-Agent: arduino-iot-cloud-py\r\n"
-                "Connection: close\r\n\r\n" % (self.path, host, self.offset, end)).encode("utf-8")
+                "\r\n" % (self.path, host, self.offset, end)).encode("utf-8")
 
     def _stalled(self, now):
         if now - self._last_data > self.stall_ms:
@@ -209,6 +235,7 @@ class Download:
         except ValueError:
             raise OtaError(errors.PARSE_HTTP_HEADER, "bad Content-Length")
         self._reached = True
+        self._keep = fields.get("connection", "").lower() != "close" and status[0] == b"HTTP/1.1"
         if code == 206:
             first, total = self._content_range(fields.get("content-range", ""))
             if first != self.offset:
@@ -259,7 +286,4 @@ class Download:
             self.offset += len(data)
             self._body_left -= len(data)
             self._failures = 0
-        if self._body_left <= 0:
-            self.close()
-            return True
-        return False
+        return self._body_left <= 0

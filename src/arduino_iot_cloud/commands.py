@@ -16,6 +16,8 @@
 # Tags are duck-typed (.tag and .value), so both cbor2.CBORTag and our
 # cbor.Tag work, whichever compat picked.
 
+import time
+
 from . import compat
 from .compat import const
 from .errors import DecodeError, LocalError
@@ -118,6 +120,15 @@ def _bytes_arg(what, x, size):
 def ota_begin_up(sha256):
     """OtaBeginUp [sha256]: the running application's SHA-256 (32 zero bytes: none)."""
     return _encode(OTA_BEGIN_UP, [_bytes_arg("sha256", sha256, 32)])
+
+
+# Boards whose clock counts from 2000 (older MicroPython ports) report Unix time all the same.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def unix_time_us():
+    """Now, in Unix microseconds (OtaProgressCmdUp's time)."""
+    return int((time.time() + _EPOCH_OFFSET) * 1000000)
 
 
 def ota_progress_up(ota_id, state, state_data, time_us):

@@ -27,8 +27,6 @@
 # Rule 3: a thing id is turned into topic names only if it holds no MQTT
 #         wildcard, '/', or NUL.
 
-import time
-
 from . import commands, senml
 from .compat import const, getLogger
 from .errors import DecodeError
@@ -258,7 +256,7 @@ class DeviceSession:
             return
         log.warning("refusing an OTA update: this client was made without ota=")
         self.link.publish(self.command_up, commands.ota_progress_up(fields[0], commands.OTA_UNAVAILABLE, 0,
-                                                                    int(time.time() * 1000000)), 1)
+                                                                    commands.unix_time_us()), 1)
 
     # --- timezone ------------------------------------------------------------------
     def _request_timezone(self, now):

@@ -77,11 +77,9 @@ def make_tar(files, extra=()):
     return buf.getvalue()
 
 
-def app_files(version, extra=b"", crash=False):
-    """A small device application: main.py with VERSION and a helper package."""
-    main = (b"VERSION = %d\n" % version)
-    if crash:
-        main += b"raise RuntimeError('version %d crashes at start')\n" % version
+def app_files(version, extra=b""):
+    """A small application tree: main.py with VERSION and a helper package."""
+    main = b"VERSION = %d\n" % version
     return {"main.py": main, "lib": None, "lib/helper.py": b"def double(x):\n    return 2 * x\n" + extra}
 
 
@@ -89,17 +87,6 @@ def bundle(files, **kw):
     """(ota file bytes, sha256 of the tar payload) of an application."""
     payload = make_tar(files)
     return ota_file(literal_lzss(payload), **kw), hashlib.sha256(payload).digest()
-
-
-def bundle_of_size(version, size):
-    """An application whose OTA file is about `size` bytes (incompressible data file)."""
-    import random
-
-    rnd = random.Random(size)
-    blob = bytes(rnd.getrandbits(8) for _ in range(int(size / 1.13)))
-    files = app_files(version)
-    files["data.bin"] = blob
-    return bundle(files)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -85,17 +85,6 @@ class Download:
         self._next_at = now      # when to open the next connection
         self._last_data = now
 
-    @property
-    def active(self):
-        return self._connector is not None or self._conn is not None
-
-    def pollable(self):
-        if self._conn is not None:
-            return self._conn.pollable()
-        if self._connector is not None:
-            return self._connector.pollable()
-        return None
-
     def close(self):
         if self._connector is not None:
             self._connector.close()

@@ -21,7 +21,6 @@ from .tar import TarExtractor
 
 HEADER_SIZE = 20
 MAGIC = 0x50594150
-VERSION = b"\x00\x00\x00\x00\x00\x00\x00\x40"
 
 
 class OtaReader:

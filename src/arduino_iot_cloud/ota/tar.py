@@ -74,7 +74,6 @@ class TarExtractor:
         self._left = 0               # its bytes still to come
         self._pad = 0                # padding to skip after it
         self._ended = False          # the end-of-archive block was seen
-        self.files = 0
 
     def _open(self, parts):
         path = self.dest + "/" + "/".join(parts)
@@ -144,7 +143,6 @@ class TarExtractor:
             if not parts:
                 raise _bad("tar member %r has no file name" % path)
             self._file = self._open(parts)
-            self.files += 1
             self._left = size
             self._pad = -size % _BLOCK
             if not size:

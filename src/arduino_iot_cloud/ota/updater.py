@@ -23,8 +23,6 @@
 # rolls back when they run out (slots.py).  A start that does not attach
 # within trial_seconds restarts again, so "cannot attach" also runs them out.
 
-import time
-
 from .. import commands
 from ..compat import MICROPYTHON, getLogger
 from . import errors, slots
@@ -268,10 +266,15 @@ class OTA:
         if engine is not None:
             engine.close()
         self.restart()
+        # A restart= that returns: the new version runs from the next start on;
+        # until then this process goes on (the engine reconnects by itself).
+        log.warning("OTA: restart() returned; the new version runs after the next start")
+        self.state = IDLE
+        self.request = None
 
     # --- reports ---------------------------------------------------------------------
     def _progress(self, ota_id, state, data):
-        t = int(time.time() * 1000000)
+        t = commands.unix_time_us()
         if t <= self._last_time_us:
             t = self._last_time_us + 1
         self._last_time_us = t

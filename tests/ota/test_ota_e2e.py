@@ -308,3 +308,35 @@ def test_without_ota_the_device_answers_unavailable(local_cloud, device_factory,
         assert not [e for e in up.entries if e[0] == "ota_begin"], "no OtaBeginUp without ota="
     finally:
         client.stop()
+
+
+def test_paho_transport_and_a_restart_of_ones_own(local_cloud, device_factory, tmp_path, file_server, watch):
+    # In-process, sync mode, paho doing the MQTT; restart= replaces the default.
+    import time
+
+    pytest.importorskip("paho.mqtt")
+    from arduino_iot_cloud import ArduinoCloudClient
+    from arduino_iot_cloud.ota import OTA, app_dir, slots
+
+    dev = device_factory()
+    root, sha1 = provision(tmp_path)
+    up = watch(dev)
+    restarted = []
+    client = ArduinoCloudClient(dev.device_id, password=dev.secret, server=local_cloud.host,
+                                port=local_cloud.password_port, ssl_params={"cafile": local_cloud.ca_file},
+                                sync_mode=True, transport="paho", ota=OTA(str(root), restart=lambda: restarted.append(1)))
+    client.start()
+    try:
+        up.begin(sha1)
+        url, sha2 = serve(file_server, "v2.ota", example_app(2))
+        ota_id = send_update(local_cloud, dev, url, sha2)
+        deadline = time.monotonic() + 30
+        while not restarted and time.monotonic() < deadline:
+            client.update()
+            time.sleep(0.002)
+        assert restarted == [1], up.describe()
+        assert [s for s, _ in up.states(ota_id)][-1] == REBOOT
+        assert slots.read_state(str(root))["trial"] == 1
+        assert open(os.path.join(app_dir(str(root)), "main.py")).read().count("VERSION = 2") == 1
+    finally:
+        client.stop()

@@ -294,3 +294,21 @@ def test_an_attach_ends_the_trial(tmp_path, monkeypatch):
     for _ in range(3):
         monkeypatch.setattr(slots, "_counted", [])
         assert open(app_dir(root) + "/main.py").read() == "VERSION = 2\n"
+
+
+def test_the_install_command(tmp_path):
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "root")
+    data, sha = bundle(app_files(1))
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    ok = subprocess.run([sys.executable, "-m", "arduino_iot_cloud.ota", "install", root, write(tmp_path, "a.ota", data)],
+                        env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and sha.hex() in ok.stdout, ok.stderr
+    assert slots.active_sha(root) == sha
+    bad, _ = bundle(app_files(2), magic=1)
+    refused = subprocess.run([sys.executable, "-m", "arduino_iot_cloud.ota", "install", root,
+                              write(tmp_path, "b.ota", bad)], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "MagicNumber (-7)" in refused.stderr
+    assert slots.active_sha(root) == sha

@@ -99,7 +99,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         server = self.server
         server.requests.append((self.path, self.headers.get("Range")))
         server.connections.add(self.client_address)
-        name = self.path.lstrip("/")
+        name = self.path.split("?")[0].lstrip("/")
         path = os.path.join(server.directory, name)
         if "/" in name or not os.path.isfile(path):
             self.send_error(404)

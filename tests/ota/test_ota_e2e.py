@@ -10,7 +10,7 @@ import os
 import pytest
 
 from arduino_iot_cloud.ota import install_file
-from otatools import bundle, example_app, make_tar, literal_lzss, ota_file
+from otatools import HttpsFileServer, bundle, example_app, literal_lzss, make_tar, ota_file
 
 OTA_UPDATE_DOWN = 0x010100
 AVAILABLE, START, FETCH, FLASH, REBOOT, FAIL, UNAVAILABLE = 3, 4, 5, 6, 7, 8, 9
@@ -53,6 +53,7 @@ def expect_failure(cloud, dev, up, url, final, code, initial=ZERO):
 
 def update_to_v2(local_cloud, dev, up, file_server, padding=0):
     url, sha2 = serve(file_server, "v2.ota", example_app(2, padding=padding))
+    url += "?X-Amz-Signature=SIGNATURE-SECRET"  # a signed URL: its query must stay out of logs
     since = up.mark()
     ota_id = send_update(local_cloud, dev, url, sha2)
     up.begin(sha2, since=since, timeout=60)
@@ -75,7 +76,7 @@ def test_update_from_version_1_to_2(local_cloud, device_factory, tmp_path, file_
     ota_id, sha2 = update_to_v2(local_cloud, dev, up, file_server, padding=40000)
     local_cloud.wait_for(dev, "version", 2, timeout=20)
     # Fetched in Range requests of 16 KB, on one kept-alive connection (unless the server closes).
-    ranges = [r for p, r in file_server.requests if p == "/v2.ota"]
+    ranges = [r for p, r in file_server.requests if p.startswith("/v2.ota")]
     assert len(ranges) >= 3 and ranges[0] == "bytes=0-16383" and ranges[1] == "bytes=16384-32767", ranges
     assert len(file_server.httpd.connections) == (len(ranges) if mode == "sync" else 1)
     fetched = [data for s, data in up.states(ota_id) if s == FETCH]
@@ -84,7 +85,7 @@ def test_update_from_version_1_to_2(local_cloud, device_factory, tmp_path, file_
     assert times == sorted(set(times)), "progress times are strictly increasing microseconds"
     assert device.proc.poll() is None and device.starts == 1, "CPython restarts in place (execv)"
     assert "Traceback" not in device.output(), device.output()[-3000:]
-    assert dev.secret not in device.output()
+    assert dev.secret not in device.output() and "SIGNATURE-SECRET" not in device.output()
 
 
 def test_update_on_the_micropython_unix_port(local_cloud, device_factory, tmp_path, file_server, watch,
@@ -111,6 +112,17 @@ def test_failures_are_reported_and_leave_the_device_running(local_cloud, device_
     url, sha2 = serve(file_server, "good.ota", good)
     expect_failure(local_cloud, dev, up, url.replace("https://", "http://"), sha2, -9)
     expect_failure(local_cloud, dev, up, "https://127.0.0.1:1/x.ota", sha2, -10)
+    # A server whose certificate no CA the device trusts signed: refused at once, -10.
+    from arduino_iot_cloud.localcloud.pki import Pki
+
+    other = Pki(tmp_path / "other-pki")
+    other.ensure()
+    stranger = HttpsFileServer(str(file_server.dir), str(other.server_cert), str(other.server_key))
+    try:
+        expect_failure(local_cloud, dev, up, stranger.url("good.ota"), sha2, -10)
+        assert not stranger.requests, "no request went to a server that failed the TLS check"
+    finally:
+        stranger.stop()
     expect_failure(local_cloud, dev, up, file_server.url("missing.ota"), sha2, -14)
     for name, kw, code in (("long.ota", {"length_delta": 7}, -5), ("crc.ota", {"crc_delta": 1}, -6),
                            ("magic.ota", {"magic": 0x23418054}, -7)):

@@ -170,7 +170,9 @@ class Download:
         end = self.offset + self.chunk_size - 1
         if self.total is not None:
             end = min(end, self.total - 1)
-        host = self.host if self.port == 443 else "%s:%d" % (self.host, self.port)
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        if self.port != 443:
+            host = "%s:%d" % (host, self.port)
         return ("GET %s HTTP/1.1\r\nHost: %s\r\nRange: bytes=%d-%d\r\nUser-Agent: arduino-iot-cloud-py\r\n"
                 "\r\n" % (self.path, host, self.offset, end)).encode("utf-8")
 

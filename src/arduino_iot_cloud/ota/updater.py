@@ -196,7 +196,7 @@ class OTA:
         except OtaError as e:
             self._fail(e)
             return
-        log.info("OTA: downloading %s", request.url)
+        log.info("OTA: downloading %s", request.url.split("?")[0])  # a signed URL's query is a credential
         self.state = FETCHING
         self._next_progress = now
 

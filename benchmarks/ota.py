@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Dict, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -44,7 +45,8 @@ from arduino_iot_cloud.localcloud.pki import Pki  # noqa: E402
 DEVICE = os.path.join(HERE, "ota_device.py")
 
 
-def run_device(runtime, url, cafile, trace=False, heapsize=None):
+def run_device(runtime: str, url: str, cafile: str, trace: bool = False,
+               heapsize: Optional[int] = None) -> Tuple[Optional[Dict[str, float]], Optional[str]]:
     root = tempfile.mkdtemp(prefix="ota-bench-root-")
     try:
         if runtime == "micropython":
@@ -66,7 +68,7 @@ def run_device(runtime, url, cafile, trace=False, heapsize=None):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def smallest_heap(url, cafile, lo=8 * 1024, hi=512 * 1024):
+def smallest_heap(url: str, cafile: str, lo: int = 8 * 1024, hi: int = 512 * 1024) -> Optional[int]:
     ok, _ = run_device("micropython", url, cafile, heapsize=hi)
     if ok is None:
         return None
@@ -80,7 +82,7 @@ def smallest_heap(url, cafile, lo=8 * 1024, hi=512 * 1024):
     return hi
 
 
-def main():
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=3)

@@ -7,9 +7,10 @@
 import argparse
 import sys
 from binascii import hexlify
+from typing import List, Optional
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arduino_iot_cloud.ota",
                                      description="Build or install over-the-air update files.")
     sub = parser.add_subparsers(dest="command", required=True)

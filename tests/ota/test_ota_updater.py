@@ -115,3 +115,28 @@ def test_a_restart_that_returns_leaves_the_object_idle(tmp_path, monkeypatch):
     assert restarts == [1] and not ota.busy
     ota.step(200)
     assert restarts == [1]
+
+
+def test_fetch_is_reported_at_the_start_then_at_most_every_progress_ms(tmp_path):
+    from arduino_iot_cloud.ota import updater
+
+    class SlowDownload:
+        offset = 0
+
+        def step(self, now):
+            self.offset += 1000
+            return False
+
+        def close(self):
+            pass
+
+    ota, client = make(tmp_path, progress_ms=10000)
+    link = client.session.link = Link()
+    ota.request = updater.Request(ID1, "https://h/x", bytes(32), bytes(32))
+    ota.state = updater.FETCHING
+    ota._download = SlowDownload()
+    ota._next_progress = 0
+    for now in range(0, 25001, 100):
+        ota.step(now)
+    fetches = [data for i, state, data in progress(link) if state == FETCH]
+    assert fetches == [1000, 101000, 201000]

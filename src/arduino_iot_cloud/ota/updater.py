@@ -14,7 +14,7 @@
 #                its way, then restart() runs
 # Progress goes to the cloud as OtaProgressCmdUp on c/up: OtaAvailable when a
 # request arrives, StartOTA when approved, Fetch (bytes so far) at the start
-# and at most every progress_ms, FlashOTA when verified, Reboot before the
+# and then at most every progress_ms, FlashOTA when verified, Reboot before the
 # restart, Fail with a code (errors.py) when anything goes wrong.  Reports
 # wait in a short queue while the MQTT link is down; the download goes on.
 #
@@ -219,7 +219,7 @@ class OTA:
     def _fetch(self, now):
         try:
             done = self._download.step(now)
-            if now >= self._next_progress or done:
+            if now >= self._next_progress and not done:
                 self._progress(self.request.id, commands.OTA_FETCH, self._download.offset)
                 self._next_progress = now + self.progress_ms
             if not done:

@@ -140,3 +140,14 @@ def test_fetch_is_reported_at_the_start_then_at_most_every_progress_ms(tmp_path)
         ota.step(now)
     fetches = [data for i, state, data in progress(link) if state == FETCH]
     assert fetches == [1000, 101000, 201000]
+
+
+def test_a_damaged_pointer_file_does_not_stop_the_attach(tmp_path):
+    ota, client = make(tmp_path)
+    os_root = tmp_path / "root"
+    os_root.mkdir()
+    (os_root / "state").write_text("active=zz\nsha=nothex\n")
+    link = client.session.link = Link()
+    ota.on_attached(0)
+    ota.step(1)
+    assert reports(link) == [(0x010000, [bytes(32)])]

@@ -106,8 +106,13 @@ class OTA:
         return self.state != IDLE
 
     def sha256(self):
-        """SHA-256 of the running application (32 zero bytes when none was installed)."""
-        return slots.active_sha(self.root)
+        """SHA-256 of the running application (32 zero bytes when none was installed,
+        or when the pointer file cannot be read)."""
+        try:
+            return slots.active_sha(self.root)
+        except (OtaError, ValueError) as e:
+            log.error("OTA: cannot read %s/state: %s", self.root, str(e))
+            return bytes(32)
 
     def on_attached(self, now):
         """The session attached: confirm a version on trial, report what runs."""

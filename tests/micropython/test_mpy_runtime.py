@@ -26,7 +26,9 @@ from mpy_helpers import EXAMPLE, EXAMPLES, ROOT, SRC, mpy_env, run_mpy
 PKG = os.path.join(SRC, "arduino_iot_cloud")
 # CPython-only parts, never shipped to a board.
 EXCLUDED = ("arduino_iot_cloud.localcloud", "arduino_iot_cloud.pkcs11", "arduino_iot_cloud.mqtt.paho",
-            "arduino_iot_cloud.connect_async")
+            "arduino_iot_cloud.connect_async",
+            # the OTA command line (pack, install) and the packer run on a computer
+            "arduino_iot_cloud.ota.__main__", "arduino_iot_cloud.ota.pack")
 
 # Imports of CPython-only modules that the MicroPython path never reaches, and why.
 CPYTHON_ONLY = {

@@ -129,6 +129,12 @@ def test_failures_are_reported_and_leave_the_device_running(local_cloud, device_
                            ("magic.ota", {"magic": 0x23418054}, -7)):
         bad_url, _ = serve(file_server, name, good, **kw)
         expect_failure(local_cloud, dev, up, bad_url, sha2, code)
+    # A server that answers, then always breaks off before the first body byte: tried again
+    # 3 times (OTA_RETRIES) without progress, then -12.  (Progress resets the count.)
+    file_server.httpd.drop_after, file_server.httpd.drops = 0, 1000
+    cut_url, cut_sha = serve(file_server, "cut.ota", example_app(2, padding=40000))
+    expect_failure(local_cloud, dev, up, cut_url, cut_sha, -12)
+    file_server.httpd.drops = 0
     expect_failure(local_cloud, dev, up, url, bytes(31) + b"\x01", -201)   # not the announced payload
     expect_failure(local_cloud, dev, up, url, sha2, -202, initial=b"\x07" * 32)  # built for another version
     evil = make_tar({"main.py": b"x"}) [:-1024] + make_tar({"../evil.py": b"x"})

@@ -76,7 +76,7 @@ class ArduinoCloudClient:
 
     def __init__(self, device_id, username=None, password=None, ssl_params=None, server=None,
                  port=None, keepalive=10, ntp_server="pool.ntp.org", ntp_timeout=3,
-                 sync_mode=False, transport="socket", reconnect_cap=64.0, sealing=None):
+                 sync_mode=False, transport="socket", reconnect_cap=64.0, sealing=None, ota=None):
         device_id = _text(device_id, "device_id")
         if not device_id:
             raise ConfigError("device_id is required")
@@ -128,6 +128,10 @@ class ArduinoCloudClient:
         else:
             raise ConfigError("transport must be 'socket' or 'paho'")
         self.sealing = sealing      # a SealingContext for register(..., sealed=True)
+        self.ota = ota              # ota.OTA: over-the-air updates (ota/updater.py)
+        if ota is not None:
+            ota.bind(self)
+            self.session.ota = ota
         self._wake = None           # asyncio.Event in async mode
         self._user_tasks = {}
         self._running = False
@@ -235,8 +239,12 @@ class ArduinoCloudClient:
             engine.connect(now)
         deadline = engine.step(now, int(time.time()))
         user_deadline = self.registry.run_due(self, now)
-        # Publish what the user callbacks just changed, without waiting.
-        if self.session.publish_changes():
+        if self.ota is not None:
+            ota_deadline = self.ota.step(now)
+            if ota_deadline is not None and (user_deadline is None or ota_deadline < user_deadline):
+                user_deadline = ota_deadline
+        # Publish what the user callbacks (and OTA reports) just changed, without waiting.
+        if self.session.publish_changes() or self.ota is not None:
             try:
                 engine.flush(now)
             except RemoteError as e:  # the link died since step(): reconnect, never raise

@@ -16,6 +16,8 @@
 # Tags are duck-typed (.tag and .value), so both cbor2.CBORTag and our
 # cbor.Tag work, whichever compat picked.
 
+import time
+
 from . import compat
 from .compat import const
 from .errors import DecodeError, LocalError
@@ -47,6 +49,20 @@ NAMES = {
 }
 
 THING_ID_MAX = const(128)
+
+# OtaProgressCmdUp states (sent as CBOR simple values, not integers).
+OTA_RESUME = const(0)
+OTA_BEGIN = const(1)
+OTA_IDLE = const(2)
+OTA_AVAILABLE = const(3)
+OTA_START = const(4)
+OTA_FETCH = const(5)
+OTA_FLASH = const(6)
+OTA_REBOOT = const(7)
+OTA_FAIL = const(8)
+OTA_UNAVAILABLE = const(9)
+OTA_STATE_NAMES = ("Resume", "OtaBegin", "Idle", "OtaAvailable", "StartOTA", "Fetch", "FlashOTA", "Reboot",
+                   "Fail", "OTAUnavailable")
 
 # Field kinds of the cloud-to-device schemas.
 _THING_ID = const(0)  # text, safe to put into a topic name (may be empty)
@@ -94,6 +110,34 @@ def last_values_begin():
 def timezone_up():
     """TimezoneCommandUp []: ask for the timezone offset and its end."""
     return _encode(TIMEZONE_UP, [])
+
+
+def _bytes_arg(what, x, size):
+    if not isinstance(x, (bytes, bytearray)) or len(x) != size:
+        raise LocalError("%s must be %d bytes" % (what, size))
+    return bytes(x)
+
+
+def ota_begin_up(sha256):
+    """OtaBeginUp [sha256]: the running application's SHA-256 (32 zero bytes: none)."""
+    return _encode(OTA_BEGIN_UP, [_bytes_arg("sha256", sha256, 32)])
+
+
+# Boards whose clock counts from 2000 (older MicroPython ports) report Unix time all the same.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def unix_time_us():
+    """Now, in Unix microseconds (OtaProgressCmdUp's time)."""
+    return int((time.time() + _EPOCH_OFFSET) * 1000000)
+
+
+def ota_progress_up(ota_id, state, state_data, time_us):
+    """OtaProgressCmdUp [id, simple(state), state_data, time]: time in Unix microseconds."""
+    if not (isinstance(state, int) and 0 <= state < len(OTA_STATE_NAMES)):
+        raise LocalError("unknown OTA state %r" % (state,))
+    return _encode(OTA_PROGRESS_UP, [_bytes_arg("ota id", ota_id, 16), compat.CBORSimple(state),
+                                     int(state_data), int(time_us)])
 
 
 def check_thing_id(thing_id):

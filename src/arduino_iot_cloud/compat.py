@@ -92,6 +92,7 @@ try:
 
     from cbor2 import CBORDecoder as _CBORDecoder, CBORTag as CBORTag, dumps as cbor_dumps
     from cbor2 import CBORDecodeError as _Cbor2Error
+    from cbor2 import CBORSimpleValue as CBORSimple  # OtaProgressCmdUp's state
 
     def cbor_loads(data):
         from .errors import DecodeError
@@ -111,6 +112,7 @@ try:
 
 except ImportError:
     from .cbor import dumps as cbor_dumps, loads as cbor_loads, Tag as CBORTag  # noqa: F401
+    from .cbor import Simple as CBORSimple  # noqa: F401
 
 
 # --- waiting for the socket -------------------------------------------------------

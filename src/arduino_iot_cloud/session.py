@@ -79,6 +79,7 @@ class DeviceSession:
         self._tz_requested_at = None
         self._command_variant = False
         self.attach_count = 0         # completed attaches, for tests and logs
+        self.ota = None               # an ota.OTA when over-the-air updates are enabled
 
     # --- driver entry points ---------------------------------------------------
     def on_connected(self, link, now):
@@ -180,6 +181,8 @@ class DeviceSession:
         elif tag == commands.TIMEZONE_DOWN:
             self.tz_offset, self.tz_dst_until = fields
             log.info("timezone offset %d s until %d", self.tz_offset, self.tz_dst_until)
+        elif tag == commands.OTA_UPDATE_DOWN:
+            self._on_ota_update(fields, now)
         else:
             log.info("ignoring command 0x%06x", tag)
 
@@ -243,7 +246,18 @@ class DeviceSession:
         self.attach_count += 1
         if self._command_variant:
             self._request_timezone(now)
+        if self.ota is not None:
+            self.ota.on_attached(now)  # OtaBeginUp, after every attach
         log.info("device %s ready on thing %s", self.device_id, self.thing_id)
+
+    # --- over-the-air updates (the logic is in ota/) ---------------------------------
+    def _on_ota_update(self, fields, now):
+        if self.ota is not None:
+            self.ota.on_update_command(fields, now)
+            return
+        log.warning("refusing an OTA update: this client was made without ota=")
+        self.link.publish(self.command_up, commands.ota_progress_up(fields[0], commands.OTA_UNAVAILABLE, 0,
+                                                                    commands.unix_time_us()), 1)
 
     # --- timezone ------------------------------------------------------------------
     def _request_timezone(self, now):

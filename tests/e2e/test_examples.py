@@ -25,6 +25,7 @@ TESTED_ELSEWHERE = {
     "micropython_device.py": ("micropython/test_mpy_device.py",
                               "it runs there on the MicroPython unix port and on CPython"),
     "sealed.py": ("sealing/test_sealing_e2e.py", "it runs there with an owner's context, on CPython and MicroPython"),
+    "ota_device.py": ("ota/test_ota_e2e.py", "it launches examples/ota_app there, updated over the air"),
 }
 
 
@@ -61,7 +62,8 @@ def test_every_example_has_a_test():
 def test_example_tested_elsewhere(name):
     test_file, why = TESTED_ELSEWHERE[name]
     helpers = {"micropython_device.py": "micropython/mpy_helpers.py", "pkcs11_device.py": "softhsm/conftest.py",
-               "sealed.py": "sealing/test_sealing_e2e.py"}
+               "sealed.py": "sealing/test_sealing_e2e.py",
+               "ota_device.py": "ota/otatools.py"}
     with open(os.path.join(TESTS, helpers[name])) as f:
         assert name in f.read(), "%s no longer names %s" % (helpers[name], name)
     assert os.path.exists(os.path.join(TESTS, test_file))

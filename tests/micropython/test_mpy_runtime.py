@@ -27,7 +27,8 @@ PKG = os.path.join(SRC, "arduino_iot_cloud")
 # CPython-only parts, never shipped to a board.
 EXCLUDED = ("arduino_iot_cloud.localcloud", "arduino_iot_cloud.pkcs11", "arduino_iot_cloud.mqtt.paho",
             "arduino_iot_cloud.connect_async", "arduino_iot_cloud.localcloud_entry",
-            "arduino_iot_cloud.ota.pack", "arduino_iot_cloud.sealing.__main__")
+            # the command lines (OTA pack/install, sealing) and the packer run on a computer
+            "arduino_iot_cloud.ota.__main__", "arduino_iot_cloud.ota.pack", "arduino_iot_cloud.sealing.__main__")
 
 # Imports of CPython-only modules that the MicroPython path never reaches, and why.
 CPYTHON_ONLY = {

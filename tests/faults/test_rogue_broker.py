@@ -7,6 +7,7 @@ in-flight messages and the work of one step stay bounded.
 """
 
 import logging
+import os
 import time
 
 import pytest
@@ -108,21 +109,32 @@ def test_publish_before_connack_is_a_protocol_error_and_reconnects(mode, pki, br
 
 # --- item 5: a broker that never acknowledges -------------------------------------------------
 
-def test_never_acknowledging_broker_keeps_the_window_and_resends_only_values(pki, broker, clean_env):
+def never_ack_script(conn):
     # The broker CONNACKs and SUBACKs but never PUBACKs; it keeps sending new
     # thing ids (each with its last values, so the device gets READY and
     # publishes), and closes the link every 1.5 s.
-    def script(conn):
-        n = [0]
+    n = [0]
 
-        def tick(conn):
-            n[0] += 1
-            thing = "thing-%d-%d" % (conn.index, n[0])
-            conn.send(rogue.thing_event(DEV, thing))
-            conn.send(rogue.publish("/a/t/%s/shadow/i" % thing, b"\x80"))
-        conn.serve(1.5, puback=False, tick=tick, tick_s=0.01)
+    def tick(conn):
+        n[0] += 1
+        thing = "thing-%d-%d" % (conn.index, n[0])
+        conn.send(rogue.thing_event(DEV, thing))
+        conn.send(rogue.publish("/a/t/%s/shadow/i" % thing, b"\x80"))
+    conn.serve(1.5, puback=False, tick=tick, tick_s=0.01)
 
-    b = broker(script)
+
+def check_resent(b):
+    """Every reconnect resent at most the window, and only property values."""
+    for index in range(1, len(b.accepted) - 1):
+        dups = [pub for pub in b.publishes(index) if pub[5]]
+        assert len(dups) <= 32, (index, len(dups))
+        for pub in dups:  # requests are made afresh, not resent: only values come again
+            assert pub[1].endswith("/e/o"), pub[1]
+    assert any(pub[5] for pub in b.publishes()), "nothing was ever resent: the test did not test"
+
+
+def test_never_acknowledging_broker_keeps_the_window_and_resends_only_values(pki, broker, clean_env):
+    b = broker(never_ack_script)
     c = _client(pki, b, reconnect_cap=0.3, counter=0)
     worst = [0]
     i = [0]
@@ -137,26 +149,32 @@ def test_never_acknowledging_broker_keeps_the_window_and_resends_only_values(pki
     c.stop()
     assert len(b.accepted) >= 5
     assert worst[0] <= 32, worst[0]
-    for index in range(1, len(b.accepted) - 1):
-        dups = [pub for pub in b.publishes(index) if pub[5]]
-        assert len(dups) <= 32, (index, len(dups))
-        for pub in dups:  # requests are made afresh, not resent: only values come again
-            assert pub[1].endswith("/e/o"), pub[1]
-    assert any(pub[5] for pub in b.publishes()), "nothing was ever resent: the test did not test"
+    check_resent(b)
 
 
 # --- item 9: a flood of tiny messages ---------------------------------------------------------
 
-def test_a_flood_is_handled_in_bounded_steps_and_logged_once(pki, broker, clean_env, caplog):
-    flood_n = 20000
-
+def flood_script(flood_n):
+    """Attach the device; once it is READY, send flood_n values of "n", then
+    flood_n messages on a topic it never subscribed to, in one go."""
     def flood(conn, first, body):
-        if first & 0xF0 == rogue.PUBLISH and b"/e/o" in body:  # the device's first values: READY
+        if first & 0xF0 == rogue.PUBLISH and b"/e/o" in body and not conn.flooded:
+            conn.flooded = True
             values = b"".join(rogue.publish("/a/t/thing-1/e/i", _senml_n(i)) for i in range(1, flood_n + 1))
             junk = b"".join(rogue.publish("/a/t/not-mine/e/i", b"\x80") for _ in range(flood_n))
             conn.send(values + junk)
 
-    b = broker(_attach_script(on_packet=flood))
+    serve = _attach_script(on_packet=flood)
+
+    def script(conn):
+        conn.flooded = False
+        serve(conn)
+    return script
+
+
+def test_a_flood_is_handled_in_bounded_steps_and_logged_once(pki, broker, clean_env, caplog):
+    flood_n = 20000
+    b = broker(flood_script(flood_n))
     c = _client(pki, b, counter=1)
     seen = []
     c.register("n", value=0, on_write=lambda client, value: seen.append(value))
@@ -186,11 +204,10 @@ def _senml_n(i):
 
 # --- item 10: only complete packets are proof of life -------------------------------------------
 
-def test_bytes_dripped_after_connack_do_not_keep_the_link(pki, broker, clean_env):
-    # After attaching, the broker answers no PINGREQ and sends one byte every
-    # 0.5 s of a PUBLISH that never ends.
-    gone = {}
-
+def drip_script(gone):
+    """After 1 s of normal service the broker answers no PINGREQ and sends one
+    byte every 0.5 s of a PUBLISH that never ends; gone["after_s"]: how long
+    the client took to close the link, from the first byte dripped."""
     def script(conn):
         if conn.index:
             conn.serve(5)
@@ -208,8 +225,12 @@ def test_bytes_dripped_after_connack_do_not_keep_the_link(pki, broker, clean_env
         except OSError:
             pass
         gone["after_s"] = time.monotonic() - start
+    return script
 
-    b = broker(script)
+
+def test_bytes_dripped_after_connack_do_not_keep_the_link(pki, broker, clean_env):
+    gone = {}
+    b = broker(drip_script(gone))
     c = _client(pki, b)
     _run_sync(c, 25, lambda: "after_s" in gone)
     c.stop()
@@ -248,11 +269,12 @@ def test_bytes_dripped_instead_of_a_connack_do_not_keep_the_connect(pki, broker,
 
 # --- item 11: SUBACK 0x80 ---------------------------------------------------------------------
 
-def test_a_refused_subscription_is_logged_and_retried_with_backoff(pki, broker, clean_env, caplog):
-    def script(conn):
-        conn.serve(10, suback_code=lambda topic: 0x80 if topic.endswith("/c/dw") else 1)
+def refusing_script(conn):
+    conn.serve(10, suback_code=lambda topic: 0x80 if topic.endswith("/c/dw") else 1)
 
-    b = broker(script)
+
+def test_a_refused_subscription_is_logged_and_retried_with_backoff(pki, broker, clean_env, caplog):
+    b = broker(refusing_script)
     c = _client(pki, b, reconnect_cap=4.0)
     c.engine.backoff.rand = lambda: 0.999  # the longest wait each time: 1 s, 2 s, 4 s
     caplog.set_level(logging.WARNING, logger="arduino_iot_cloud")
@@ -290,3 +312,74 @@ def test_async_driver_survives_the_never_acknowledging_broker(pki, broker, clean
     finally:
         runner.stop()
     assert runner.error is None, runner.error
+
+
+# --- the same under the MicroPython unix port --------------------------------------------------
+
+def _mpy_device(pki, b, tmp_path, seconds, until_writes=0):
+    import shutil
+    import subprocess
+
+    exe = shutil.which("micropython")
+    if exe is None:
+        pytest.skip("micropython (unix port) is not installed")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {"MICROPYPATH": "%s:.frozen" % os.path.normpath(os.path.join(here, "..", "..", "src")),
+           "PATH": os.environ.get("PATH", "")}
+    stopfile = str(tmp_path / "stop")
+    # Output to a file, not a pipe: a device logging without bound must not block on a full pipe.
+    with open(str(tmp_path / "out.txt"), "w") as out:
+        proc = subprocess.Popen([exe, os.path.join(here, "mpy_rogue_device.py"), DEV, str(b.port),
+                                 str(pki.ca_file), stopfile, str(seconds), str(until_writes)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    return proc, stopfile
+
+
+def _finish(proc, stopfile, timeout=30):
+    with open(stopfile, "w"):
+        pass
+    try:
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    with open(os.path.join(os.path.dirname(stopfile), "out.txt")) as f:
+        out = f.read()
+    print("\n".join(line for line in out.splitlines() if line.split(" ")[0] in ("MAXSTEP", "MAXINFLIGHT", "WRITES")))
+    assert proc.returncode == 0 and "DONE" in out, out[-3000:]
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.split(" ")[0].isupper() and " " in line)
+
+
+@pytest.mark.parametrize("scenario", ("never-ack", "flood", "drip", "suback-refused"))
+def test_micropython_device_against_a_rogue_broker(scenario, pki, broker, clean_env, tmp_path):
+    gone = {}
+    flood_n = 3000
+    script = {"never-ack": never_ack_script, "flood": flood_script(flood_n), "drip": drip_script(gone),
+              "suback-refused": refusing_script}[scenario]
+    b = broker(script)
+    proc, stopfile = _mpy_device(pki, b, tmp_path, 60, flood_n if scenario == "flood" else 0)
+    try:
+        if scenario == "never-ack":
+            wait_until(lambda: len(b.accepted) >= 5 or proc.poll() is not None, 40, what="five connections")
+        elif scenario == "flood":
+            wait_until(lambda: proc.poll() is not None, 50, what="the flood handled")
+        elif scenario == "drip":
+            wait_until(lambda: "after_s" in gone or proc.poll() is not None, 25, what="the drip given up")
+        else:
+            wait_until(lambda: len(b.accepted) >= 2 or proc.poll() is not None, 20, what="a reconnect")
+        result = _finish(proc, stopfile)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert int(result["MAXINFLIGHT"]) <= 32, result
+    if scenario == "never-ack":
+        check_resent(b)
+    elif scenario == "flood":
+        assert int(result["WRITES"]) == flood_n, result
+        assert int(result["MAXSTEP"]) <= 64, result
+    elif scenario == "drip":
+        assert gone["after_s"] <= 1.5 * KEEPALIVE + 0.5, gone
+    else:
+        assert "refused the subscription" in result["LASTERROR"], result

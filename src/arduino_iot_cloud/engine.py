@@ -25,11 +25,7 @@ class Engine:
     def __init__(self, client_id, username, password, keepalive, host, port, tls, session,
                  open_connection, backoff=None, connect_timeout=10.0, open_connection_async=None,
                  start_connection=None):
-        # connect_timeout bounds the blocking connect (SE05x keys, whose
-        # handshake is slow).  The stepped and asyncio connects get no longer
-        # than the broker gets for its CONNACK (1.5 x keepalive, as MicroPython's
-        # handshake, which runs inside that wait): a handshake stuck on a link
-        # that has since healed is given up soon, not after 10 s.
+
         self.host = host
         self.port = port
         self.tls = tls
@@ -41,7 +37,6 @@ class Engine:
         self.connecting = None  # the Connector of an attempt under way
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
-        self.handshake_timeout = min(connect_timeout, self.mqtt.connack_timeout_ms() / 1000)
         self.conn = None
         self.next_attempt = 0
         self.last_error = None
@@ -50,6 +45,16 @@ class Engine:
     @property
     def connected(self):
         return self.conn is not None
+
+    @property
+    def handshake_timeout(self):
+        """Seconds for the TCP connect and TLS handshake of the stepped and
+        asyncio connects: connect_timeout, but no longer than the broker gets
+        for its CONNACK (1.5 x keepalive; MicroPython's handshake runs inside
+        that wait anyway).  A handshake stuck on a link that has since healed
+        is then given up soon, not after 10 s.  The blocking connect (SE05x
+        keys, whose handshake is slow) keeps connect_timeout."""
+        return min(self.connect_timeout, self.mqtt.connack_timeout_ms() / 1000)
 
     def due(self, now):
         return self.conn is None and self.connecting is None and now >= self.next_attempt

@@ -8,7 +8,7 @@
 from .backoff import Backoff
 from .compat import getLogger
 from .errors import CloudError, RemoteError, TransportError
-from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, MQTTProtocol
+from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, MQTTProtocol, connack_timeout_ms
 
 log = getLogger("arduino_iot_cloud.engine")
 
@@ -19,6 +19,14 @@ log = getLogger("arduino_iot_cloud.engine")
 # the drivers run other work (user tasks, the event loop) in between.
 _MAX_READS = 64
 _MAX_PACKETS = 64
+
+
+def handshake_timeout(connect_timeout, keepalive):
+    """Seconds for a TCP connect and TLS handshake: connect_timeout, but no
+    longer than the broker gets for its CONNACK (1.5 x keepalive; MicroPython's
+    handshake runs inside that wait anyway).  A handshake stuck on a link that
+    has since healed is then given up soon, not after 10 s."""
+    return min(connect_timeout, connack_timeout_ms(keepalive) / 1000)
 
 
 class Engine:
@@ -48,13 +56,9 @@ class Engine:
 
     @property
     def handshake_timeout(self):
-        """Seconds for the TCP connect and TLS handshake of the stepped and
-        asyncio connects: connect_timeout, but no longer than the broker gets
-        for its CONNACK (1.5 x keepalive; MicroPython's handshake runs inside
-        that wait anyway).  A handshake stuck on a link that has since healed
-        is then given up soon, not after 10 s.  The blocking connect (SE05x
-        keys, whose handshake is slow) keeps connect_timeout."""
-        return min(self.connect_timeout, self.mqtt.connack_timeout_ms() / 1000)
+        """Seconds for the stepped and asyncio connects (blocking ones, for
+        SE05x keys whose handshake is slow, keep connect_timeout)."""
+        return handshake_timeout(self.connect_timeout, self.mqtt.keepalive)
 
     def due(self, now):
         return self.conn is None and self.connecting is None and now >= self.next_attempt

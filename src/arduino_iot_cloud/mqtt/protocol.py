@@ -49,6 +49,13 @@ EV_UNSUBACK = const(5)     # (EV_UNSUBACK, pid)
 _CONNECT_TIMEOUT_MS = const(10000)
 
 
+def connack_timeout_ms(keepalive):
+    """How long the broker gets to answer CONNECT (and, on MicroPython, to
+    finish the TLS handshake, which runs inside the first reads): 1.5 x
+    keepalive, or 10 s without keepalive."""
+    return keepalive * 1500 if keepalive else _CONNECT_TIMEOUT_MS
+
+
 class MQTTProtocol:
     def __init__(self, client_id, username=None, password=None, keepalive=10,
                  max_packet_size=131072, max_inflight=32):
@@ -201,9 +208,7 @@ class MQTTProtocol:
         return min(ping_at, dead_at)
 
     def connack_timeout_ms(self):
-        """How long the broker gets to answer CONNECT (and, on MicroPython, to
-        finish the TLS handshake, which runs inside the first reads)."""
-        return self.keepalive_ms * 3 // 2 if self.keepalive_ms else _CONNECT_TIMEOUT_MS
+        return connack_timeout_ms(self.keepalive)
 
     def sent(self, now):
         """The driver tells when bytes actually left, for the keepalive timer."""

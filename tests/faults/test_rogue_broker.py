@@ -383,3 +383,34 @@ def test_micropython_device_against_a_rogue_broker(scenario, pki, broker, clean_
         assert gone["after_s"] <= 1.5 * KEEPALIVE + 0.5, gone
     else:
         assert "refused the subscription" in result["LASTERROR"], result
+
+
+# --- the session's bound on the paho transport -------------------------------------------------
+
+def test_paho_transport_keeps_the_window_against_the_never_acknowledging_broker(pki, broker, clean_env):
+    # The window and the outbox are the session's: on transport="paho" too,
+    # at most 32 QoS 1 messages await PUBACK, whatever the broker sends.
+    pytest.importorskip("paho.mqtt")
+    from arduino_iot_cloud import ArduinoCloudClient
+
+    b = broker(never_ack_script)
+    c = ArduinoCloudClient(DEV, password=SECRET, server="127.0.0.1", port=b.port,
+                           ssl_params={"cafile": str(pki.ca_file)}, keepalive=KEEPALIVE, sync_mode=True,
+                           reconnect_cap=0.3, transport="paho")
+    c.register("counter", value=0)
+    worst = [0]
+    i = [0]
+
+    def each():
+        i[0] += 1
+        c["counter"] = i[0]
+        worst[0] = max(worst[0], len(c.engine.unacked))
+        return len(b.accepted) >= 4
+
+    _run_sync(c, 40, each)
+    c.stop()
+    assert len(b.accepted) >= 4
+    assert worst[0] <= 32, worst[0]
+    for index in range(len(b.accepted)):
+        first_sends = [pub for pub in b.publishes(index) if pub[3] and not pub[5]]
+        assert len(first_sends) <= 32 + 8, (index, len(first_sends))

@@ -33,7 +33,6 @@ class Engine:
     def __init__(self, client_id, username, password, keepalive, host, port, tls, session,
                  open_connection, backoff=None, connect_timeout=10.0, open_connection_async=None,
                  start_connection=None):
-
         self.host = host
         self.port = port
         self.tls = tls

@@ -190,7 +190,7 @@ class MQTTProtocol:
         if self.state == DISCONNECTED:
             return None
         if self.state == CONNECTING:
-            limit = self.connack_timeout_ms()
+            limit = connack_timeout_ms(self.keepalive)
             if now - self._connect_at >= limit:
                 raise TransportError("no CONNACK from the broker within %d ms" % limit)
             return self._connect_at + limit
@@ -206,9 +206,6 @@ class MQTTProtocol:
             self._last_tx = now
             ping_at = now + self.keepalive_ms
         return min(ping_at, dead_at)
-
-    def connack_timeout_ms(self):
-        return connack_timeout_ms(self.keepalive)
 
     def sent(self, now):
         """The driver tells when bytes actually left, for the keepalive timer."""

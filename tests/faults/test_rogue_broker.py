@@ -414,3 +414,39 @@ def test_paho_transport_keeps_the_window_against_the_never_acknowledging_broker(
     for index in range(len(b.accepted)):
         first_sends = [pub for pub in b.publishes(index) if pub[3] and not pub[5]]
         assert len(first_sends) <= 32 + 8, (index, len(first_sends))
+
+
+def test_user_coroutines_run_while_the_async_driver_works_through_a_flood(pki, broker, clean_env):
+    # Item 9, asyncio driver: the flood is taken in bounded steps with the
+    # event loop in between, so a user coroutine keeps running meanwhile.
+    import asyncio
+
+    flood_n = 20000
+    b = broker(flood_script(flood_n))
+    c = _client(pki, b, sync=False, counter=1)
+    seen = []
+    c.register("n", value=0, on_write=lambda client, value: seen.append(value))
+    ticks = []
+
+    async def ticker():
+        while True:
+            await asyncio.sleep(0.005)
+            if 0 < len(seen) < flood_n:
+                ticks.append(len(seen))
+
+    async def watch():
+        until = time.monotonic() + 60
+        while len(seen) < flood_n and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+        c.stop()
+
+    async def main():
+        tasks = [asyncio.create_task(ticker()), asyncio.create_task(watch())]
+        await c.run()
+        for t in tasks:
+            t.cancel()
+
+    asyncio.run(main())
+    assert seen == list(range(1, flood_n + 1)), "lost or reordered: %d of %d" % (len(seen), flood_n)
+    # Woken at many points of the flood, not only before and after it.
+    assert len(set(ticks)) >= 10, sorted(set(ticks))[:20]

@@ -67,6 +67,9 @@ def _run_sync(client, seconds, each=None):
 def _attach_script(thing="thing-1", **serve):
     """A broker that attaches the device to `thing` (event variant) and then
     serves as told: serve(...) arguments from the test."""
+    extra = serve.pop("on_packet", None)
+    duration = serve.pop("duration", 60)
+
     def on_packet(conn, first, body):
         if first & 0xF0 == rogue.SUBSCRIBE and ("/a/d/%s/e/i" % DEV).encode() in body:
             conn.send(rogue.suback((body[0] << 8) | body[1], 1))
@@ -76,10 +79,8 @@ def _attach_script(thing="thing-1", **serve):
         elif extra is not None:
             extra(conn, first, body)
 
-    extra = serve.pop("on_packet", None)
-
     def script(conn):
-        conn.serve(serve.pop("duration", 60), on_packet=on_packet, **serve)
+        conn.serve(duration, on_packet=on_packet, **serve)
     return script
 
 

@@ -15,7 +15,7 @@ import time
 
 from . import compat
 from .compat import getLogger, now_ms
-from .engine import Engine
+from .engine import Engine, handshake_timeout
 from .errors import ConfigError, LocalError, RemoteError
 from .records import RESERVED_NAMES, Composite, Property, Registry, Schedule, Task
 from .session import DeviceSession
@@ -123,8 +123,9 @@ class ArduinoCloudClient:
                 raise ConfigError("transport='paho' runs on CPython only; use transport='socket'")
             from .mqtt.paho import PahoEngine  # raises ConfigError naming the extra without paho
 
+            # paho's connect (TCP and TLS, in a thread) is bounded as ours is.
             self.engine = PahoEngine(device_id, username, password, keepalive, server, port, tls,
-                                     self.session, backoff)
+                                     self.session, backoff, connect_timeout=handshake_timeout(10.0, keepalive))
         else:
             raise ConfigError("transport must be 'socket' or 'paho'")
         self.sealing = sealing      # a SealingContext for register(..., sealed=True)

@@ -8,12 +8,25 @@
 from .backoff import Backoff
 from .compat import getLogger
 from .errors import CloudError, RemoteError, TransportError
-from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, MQTTProtocol
+from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, MQTTProtocol, connack_timeout_ms
 
 log = getLogger("arduino_iot_cloud.engine")
 
-# At most this many reads per step, so one step stays bounded under a flood.
+# One step's work stays bounded under a flood: at most this many reads (of
+# up to 4 KB) and this many packets handled.  Whatever is left (in the
+# reader's buffer, or decrypted and waiting in the TLS object, where poll()
+# cannot see it) is taken by the next step, which step() asks for at once:
+# the drivers run other work (user tasks, the event loop) in between.
 _MAX_READS = 64
+_MAX_PACKETS = 64
+
+
+def handshake_timeout(connect_timeout, keepalive):
+    """Seconds for a TCP connect and TLS handshake: connect_timeout, but no
+    longer than the broker gets for its CONNACK (1.5 x keepalive; MicroPython's
+    handshake runs inside that wait anyway).  A handshake stuck on a link that
+    has since healed is then given up soon, not after 10 s."""
+    return min(connect_timeout, connack_timeout_ms(keepalive) / 1000)
 
 
 class Engine:
@@ -40,6 +53,12 @@ class Engine:
     def connected(self):
         return self.conn is not None
 
+    @property
+    def handshake_timeout(self):
+        """Seconds for the stepped and asyncio connects (blocking ones, for
+        SE05x keys whose handshake is slow, keep connect_timeout)."""
+        return handshake_timeout(self.connect_timeout, self.mqtt.keepalive)
+
     def due(self, now):
         return self.conn is None and self.connecting is None and now >= self.next_attempt
 
@@ -48,7 +67,7 @@ class Engine:
         try:
             if self._start is not None:
                 self.connecting = self._start(self.host, self.port, self.tls,
-                                              int(self.connect_timeout * 1000), now)
+                                              int(self.handshake_timeout * 1000), now)
                 return self._advance(now)
             conn = self._open(self.host, self.port, self.tls, self.connect_timeout)
         except RemoteError as e:
@@ -84,7 +103,7 @@ class Engine:
     async def connect_async(self, now):
         """connect() for the asyncio driver (CPython): waits on the loop, not in it."""
         try:
-            conn = await self._open_async(self.host, self.port, self.tls, self.connect_timeout)
+            conn = await self._open_async(self.host, self.port, self.tls, self.handshake_timeout)
         except RemoteError as e:
             self._failed(now, e)
             return False
@@ -114,7 +133,7 @@ class Engine:
             self.conn.close()
             self.conn = None
         self._out = b""
-        self.mqtt.connection_lost()
+        self.mqtt.connection_lost(self.session.resend_after_reconnect)
         self.session.on_disconnected()
         self._failed(now, error)
 
@@ -131,7 +150,7 @@ class Engine:
                 pass
             self.conn.close()
             self.conn = None
-        self.mqtt.connection_lost()
+        self.mqtt.connection_lost(self.session.resend_after_reconnect)
         self.session.on_disconnected()
 
     def step(self, now, unix_time=None):
@@ -143,14 +162,14 @@ class Engine:
         if self.conn is None and (self.connecting is None or not self._advance(now)):
             return self.next_attempt if self.connecting is None else self.connecting.deadline
         try:
-            self._read(now)
+            more = self._read(now)
             deadline = self.mqtt.poll(now)
             if self.mqtt.connected:
                 d = self.session.poll(now, unix_time)
                 if d is not None and (deadline is None or d < deadline):
                     deadline = d
             self.flush(now)
-            return deadline
+            return now if more and self.conn is not None else deadline
         except RemoteError as e:
             self.drop(now, e)
         except MemoryError:
@@ -161,13 +180,26 @@ class Engine:
         return self.next_attempt
 
     def _read(self, now):
-        for _ in range(_MAX_READS):
+        # True when the step stopped at its bounds with input left.
+        mqtt = self.mqtt
+        first = mqtt.packets_in
+        reads = 0
+        while True:
             if self.conn is None:  # closed by a callback
-                return
-            data = self.conn.recv()
-            if data is None:
-                return
-            for event in self.mqtt.receive_data(data, now):
+                return False
+            budget = _MAX_PACKETS - (mqtt.packets_in - first)
+            if budget <= 0:
+                return True
+            if mqtt.backlog:
+                data = b""  # packets already buffered come first
+            elif reads < _MAX_READS:
+                data = self.conn.recv()
+                if data is None:
+                    return False
+                reads += 1
+            else:
+                return True
+            for event in mqtt.receive_data(data, now, budget):
                 kind = event[0]
                 if kind == EV_MESSAGE:
                     self.session.on_message(event[1], event[2], now)

@@ -65,6 +65,15 @@ class ConnectRefused(RemoteError):
         super().__init__("connection refused by broker: %s (CONNACK code %d)" % (reason, code))
 
 
+class SubscribeRefused(RemoteError):
+    """The broker answered SUBSCRIBE with the failure code 0x80 (MQTT 3.1.1:
+    not authorised, or a topic it does not serve)."""
+
+    def __init__(self, topic):
+        self.topic = topic
+        super().__init__("the broker refused the subscription to %s (SUBACK 0x80)" % topic)
+
+
 try:
     class TransportError(RemoteError, OSError):
         """The connection could not be opened, or was lost."""

@@ -26,6 +26,16 @@
 # Rule 2: the same thing id arriving twice (both variants answer) is one attach.
 # Rule 3: a thing id is turned into topic names only if it holds no MQTT
 #         wildcard, '/', or NUL.
+# Rule 4: every QoS 1 publish waits for room in the link's in-flight window
+#         (can_publish()).  The session's own requests (DeviceBegin, ThingBegin,
+#         getLastValues, LastValuesBegin, the timezone request) wait in a small
+#         outbox meanwhile; a reconnect or a new thing makes the waiting ones
+#         stale, and resend_after_reconnect() tells the link to drop their
+#         unacknowledged copies too: only property values are sent again.
+# Rule 5: while DETACHED (no link) incoming messages are ignored, with a log.
+# Repeated warnings caused by the peer (messages on unexpected topics,
+# malformed messages) are logged once, then as a count at most every
+# _REPEAT_LOG_MS: a flood must not become a flood of log lines.
 
 from . import commands, senml
 from .compat import const, getLogger
@@ -45,6 +55,33 @@ _THING_RETRY_MAX_MS = const(32000)
 SYNC_TIMEOUT_MS = const(10000)
 # The cloud's answer to a timezone request is asked again after this long.
 _TZ_RETRY_MS = const(60000)
+# At most this many of the session's own requests wait for room (Rule 4);
+# there are five kinds, and duplicates are not queued.
+_OUTBOX_MAX = const(8)
+_REPEAT_LOG_MS = const(10000)
+
+
+class _Throttled:
+    """A log call for a repeated event: the first one is logged, then at most
+    one line per period, carrying the count of those held back."""
+
+    def __init__(self, fn, period_ms=_REPEAT_LOG_MS):
+        self._fn = fn
+        self._period = period_ms
+        self._next = None
+        self._held = 0
+
+    def __call__(self, now, msg, *args):
+        if self._next is not None and now < self._next:
+            self._held += 1
+            return
+        if self._held:
+            self._fn(msg + " (and %d more like it in the last %d s)",
+                     *(args + (self._held, (now - self._next + self._period) // 1000)))
+        else:
+            self._fn(msg, *args)
+        self._held = 0
+        self._next = now + self._period
 
 
 def valid_id(thing_id):
@@ -78,8 +115,12 @@ class DeviceSession:
         self._sync_deadline = None
         self._tz_requested_at = None
         self._command_variant = False
+        self._outbox = []             # (topic, payload): own requests waiting for room (Rule 4)
         self.attach_count = 0         # completed attaches, for tests and logs
         self.ota = None               # an ota.OTA when over-the-air updates are enabled
+        self._warn_topic = _Throttled(log.warning)
+        self._warn_malformed = _Throttled(log.error)
+        self._warn_detached = _Throttled(log.warning)
 
     # --- driver entry points ---------------------------------------------------
     def on_connected(self, link, now):
@@ -88,9 +129,10 @@ class DeviceSession:
         self.thing_id = None
         self._thing_topics = None
         self._retry_ms = _THING_RETRY_MIN_MS
+        self._outbox = []  # stale: a fresh attach starts here
         link.subscribe(self.device_in, 1)
         link.subscribe(self.command_down, 1)
-        link.publish(self.command_up, commands.device_begin(self.lib_version), 1)
+        self._request(self.command_up, commands.device_begin(self.lib_version))
         self._thing_begin(now)
 
     def on_disconnected(self):
@@ -98,12 +140,21 @@ class DeviceSession:
         self.link = None
         self._retry_at = None
         self._sync_deadline = None
+        self._outbox = []
+
+    def resend_after_reconnect(self, topic):
+        """Rule 4: should an unacknowledged publish on topic go out again after
+        a reconnect?  Only property values do; requests are made afresh."""
+        return topic.startswith("/a/t/") and topic.endswith("/e/o")
 
     @property
     def ready(self):
         return self.state == READY
 
     def on_message(self, topic, payload, now):
+        if self.link is None:  # Rule 5: e.g. a PUBLISH before the CONNACK
+            self._warn_detached(now, "ignoring message on %s: not connected", topic)
+            return
         try:
             if topic == self.device_in:
                 self._on_device_event(payload, now)
@@ -114,15 +165,16 @@ class DeviceSession:
             elif self._thing_topics is not None and topic == self._thing_topics[3]:
                 self._on_last_values(payload, "shadow", now)
             else:
-                log.warning("ignoring message on unexpected topic %s", topic)
+                self._warn_topic(now, "ignoring message on unexpected topic %s", topic)
         except DecodeError as e:
             # A malformed message costs that message only, never the session.
-            log.error("ignoring malformed message on %s: %s", topic, str(e))
+            self._warn_malformed(now, "ignoring malformed message on %s: %s", topic, str(e))
 
     def poll(self, now, unix_time=None):
         """Run timers and publish changes; return the next deadline or None."""
         if self.state == DETACHED:
             return None
+        self._flush_outbox()
         deadline = None
         if self.state == WAIT_THING and self._retry_at is not None:
             if now >= self._retry_at:
@@ -142,7 +194,7 @@ class DeviceSession:
 
     def publish_changes(self):
         """Publish every dirty property in one SenML message (Rule 1)."""
-        if self.state != READY or not self.link.can_publish():
+        if self.state != READY or self._outbox or not self.link.can_publish():
             return False
         changes = self.registry.changes()
         if not changes:
@@ -150,9 +202,24 @@ class DeviceSession:
         self.link.publish(self._thing_topics[0], senml.encode(changes), 1)
         return True
 
+    # --- the session's own requests (Rule 4) --------------------------------------
+    def _request(self, topic, payload):
+        if not self._outbox and self.link.can_publish():
+            self.link.publish(topic, payload, 1)
+            return
+        item = (topic, payload)
+        if item not in self._outbox and len(self._outbox) < _OUTBOX_MAX:
+            self._outbox.append(item)
+
+    def _flush_outbox(self):
+        outbox = self._outbox
+        while outbox and self.link.can_publish():
+            topic, payload = outbox.pop(0)
+            self.link.publish(topic, payload, 1)
+
     # --- attach ------------------------------------------------------------------
     def _thing_begin(self, now):
-        self.link.publish(self.command_up, commands.thing_begin(""), 1)
+        self._request(self.command_up, commands.thing_begin(""))
         self._retry_at = now + self._retry_ms
         self._retry_ms = min(self._retry_ms * 2, _THING_RETRY_MAX_MS)
 
@@ -208,13 +275,15 @@ class DeviceSession:
         self._thing_topics = (base + "/e/o", base + "/e/i", base + "/shadow/o", base + "/shadow/i")
         self._retry_at = None
         self._command_variant = command_variant
+        # Requests for an earlier thing are stale.
+        self._outbox = [item for item in self._outbox if not item[0].startswith("/a/t/")]
         link = self.link
         link.subscribe(self._thing_topics[1], 1)
         if command_variant:
-            link.publish(self.command_up, commands.last_values_begin(), 1)
+            self._request(self.command_up, commands.last_values_begin())
         else:
             link.subscribe(self._thing_topics[3], 1)
-            link.publish(self._thing_topics[2], senml.encode((("r:m", "getLastValues"),)), 1)
+            self._request(self._thing_topics[2], senml.encode((("r:m", "getLastValues"),)))
         self.state = SYNCING
         self._sync_deadline = now + SYNC_TIMEOUT_MS
         log.info("attached to thing %s; fetching last values", thing_id)
@@ -261,7 +330,7 @@ class DeviceSession:
 
     # --- timezone ------------------------------------------------------------------
     def _request_timezone(self, now):
-        self.link.publish(self.command_up, commands.timezone_up(), 1)
+        self._request(self.command_up, commands.timezone_up())
         self._tz_requested_at = now
 
     def _refresh_timezone(self, now, unix_time):

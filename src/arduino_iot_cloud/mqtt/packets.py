@@ -107,6 +107,15 @@ def set_dup(packet):
     return bytes((packet[0] | 0x08,)) + packet[1:]
 
 
+def publish_topic(packet):
+    """The topic of a PUBLISH packet this client encoded."""
+    i = 1
+    while packet[i] & 0x80:  # the remaining length's varint
+        i += 1
+    n = (packet[i + 1] << 8) | packet[i + 2]
+    return str(packet[i + 3:i + 3 + n], "utf-8")
+
+
 def encode_puback(pid):
     return bytes((PUBACK, 2, pid >> 8, pid & 0xFF))
 

@@ -9,9 +9,10 @@
 #      list of events (tuples, first item one of the EV_* kinds below);
 #   3. calls poll(now) at the latest by the deadline it returned last time;
 #      poll queues PINGREQ when the link has been quiet for keepalive seconds
-#      and raises TransportError when nothing came from the broker for
-#      1.5 x keepalive (a half-open connection);
-#   4. calls connection_lost() when the socket is gone.
+#      and raises TransportError when no complete packet came from the broker
+#      for 1.5 x keepalive (a half-open connection, or a peer dripping bytes
+#      of a packet that never ends);
+#   4. calls connection_lost(keep) when the socket is gone.
 # Commands (publish, subscribe, ...) only append bytes to the outbound buffer.
 #
 # States: DISCONNECTED --connect--> CONNECTING --CONNACK 0--> CONNECTED
@@ -19,10 +20,19 @@
 # Rule 1: publish/subscribe/unsubscribe are legal only in CONNECTED.
 # Rule 2: QoS 1 publishes stay in flight until PUBACK, across reconnects; after
 #         the next CONNACK they are sent again, in their first order, with DUP.
+#         connection_lost(keep) drops those whose topic keep() refuses (the
+#         session's own requests, which it sends afresh after a reconnect).
 # Rule 3: packet ids run 1..65535, wrap to 1, and skip ids still in use.
+# Rule 4: at most max_inflight QoS 1 publishes await PUBACK (callers ask
+#         can_publish() first), and at most 2 x max_inflight SUBSCRIBE and
+#         UNSUBSCRIBE await their ack: a broker that leaves more unanswered is
+#         broken, and the link is given up (TransportError).  So packet ids
+#         never run out, whatever the broker does.
+# Rule 5: only complete packets are proof of life, for the keepalive and for
+#         the CONNACK timeout (which runs from connect(), whatever arrives).
 
 from ..compat import const
-from ..errors import ConnectRefused, DecodeError, LocalError, TransportError
+from ..errors import ConnectRefused, DecodeError, LocalError, SubscribeRefused, TransportError
 from . import packets as p
 
 DISCONNECTED = const(0)
@@ -37,6 +47,13 @@ EV_UNSUBACK = const(5)     # (EV_UNSUBACK, pid)
 
 # How long the broker gets to answer CONNECT when keepalive is 0.
 _CONNECT_TIMEOUT_MS = const(10000)
+
+
+def connack_timeout_ms(keepalive):
+    """How long the broker gets to answer CONNECT (and, on MicroPython, to
+    finish the TLS handshake, which runs inside the first reads): 1.5 x
+    keepalive, or 10 s without keepalive."""
+    return keepalive * 1500 if keepalive else _CONNECT_TIMEOUT_MS
 
 
 class MQTTProtocol:
@@ -54,9 +71,12 @@ class MQTTProtocol:
         self._next_pid = 0
         self._inflight = {}        # pid -> encoded PUBLISH (QoS 1), awaiting PUBACK
         self._inflight_order = []  # pids in the order they were first sent
-        self._pending = {}         # pid -> "sub"/"unsub" awaiting SUBACK/UNSUBACK
-        self._last_rx = 0
+        self._pending = {}         # pid -> topic (SUBSCRIBE) or None (UNSUBSCRIBE) awaiting its ack
+        self._last_rx = 0          # when the last complete packet arrived
         self._last_tx = 0
+        self._connect_at = 0
+        self.packets_in = 0        # complete packets received, ever (drivers count work with it)
+        self.backlog = False       # receive_data stopped at its packet limit; more may be buffered
 
     # --- connection life cycle ----------------------------------------------
     def connect(self, now):
@@ -65,16 +85,25 @@ class MQTTProtocol:
         self._out = bytearray(p.encode_connect(self.client_id, self._username, self._password,
                                                self.keepalive))
         self._pending = {}
+        self.backlog = False
         self.state = CONNECTING
+        self._connect_at = now
         self._last_rx = now
         self._last_tx = now
 
-    def connection_lost(self):
-        """The transport is gone.  In-flight publishes are kept for later."""
+    def connection_lost(self, keep=None):
+        """The transport is gone.  In-flight publishes are kept for later,
+        except those whose topic keep(topic) refuses (Rule 2)."""
         self.state = DISCONNECTED
         self._out = bytearray()
         self._pending = {}
+        self.backlog = False
         self._reader.reset()
+        if keep is not None:
+            for pid in list(self._inflight_order):
+                if not keep(p.publish_topic(self._inflight[pid])):
+                    del self._inflight[pid]
+                    self._inflight_order.remove(pid)
 
     def disconnect(self):
         """Queue DISCONNECT; the driver closes the socket after sending it."""
@@ -115,6 +144,9 @@ class MQTTProtocol:
         self._require_connected()
         if qos not in (0, 1):
             raise LocalError("only QoS 0 and 1 are supported")
+        if qos and len(self._inflight) >= self.max_inflight:
+            raise LocalError("%d QoS 1 publishes in flight already; ask can_publish() first"
+                             % self.max_inflight)
         pid = self._allocate_pid() if qos else 0
         packet = p.encode_publish(topic, payload, qos, pid, retain)
         if qos:
@@ -125,17 +157,25 @@ class MQTTProtocol:
 
     def subscribe(self, topic, qos=1):
         self._require_connected()
-        pid = self._allocate_pid()
-        self._pending[pid] = "sub"
+        pid = self._pending_pid()
+        self._pending[pid] = topic
         self._send(p.encode_subscribe(pid, topic, qos))
         return pid
 
     def unsubscribe(self, topic):
         self._require_connected()
-        pid = self._allocate_pid()
-        self._pending[pid] = "unsub"
+        pid = self._pending_pid()
+        self._pending[pid] = None
         self._send(p.encode_unsubscribe(pid, topic))
         return pid
+
+    def _pending_pid(self):
+        # Rule 4: an ack is owed for every one; a broker that never answers
+        # must not make this table (and the packet ids) grow without end.
+        if len(self._pending) >= 2 * self.max_inflight:
+            raise TransportError("the broker left %d SUBSCRIBE/UNSUBSCRIBE unanswered; link presumed broken"
+                                 % len(self._pending))
+        return self._allocate_pid()
 
     def inflight_count(self):
         return len(self._inflight)
@@ -150,10 +190,10 @@ class MQTTProtocol:
         if self.state == DISCONNECTED:
             return None
         if self.state == CONNECTING:
-            limit = self.keepalive_ms * 3 // 2 if self.keepalive_ms else _CONNECT_TIMEOUT_MS
-            if now - self._last_rx >= limit:
+            limit = connack_timeout_ms(self.keepalive)
+            if now - self._connect_at >= limit:
                 raise TransportError("no CONNACK from the broker within %d ms" % limit)
-            return self._last_rx + limit
+            return self._connect_at + limit
         if not self.keepalive_ms:
             return None
         dead_at = self._last_rx + self.keepalive_ms * 3 // 2
@@ -172,20 +212,30 @@ class MQTTProtocol:
         self._last_tx = now
 
     # --- inbound ---------------------------------------------------------------
-    def receive_data(self, data, now):
+    def receive_data(self, data, now, max_packets=0):
         """Feed received bytes; returns a list of events.
 
-        Raises DecodeError for a malformed or unexpected packet and ConnectRefused
-        for a refused CONNACK; either way the connection must be closed.
+        With max_packets, at most that many packets are handled; `backlog`
+        then tells whether it stopped there (call again with b"" for the rest).
+        Raises DecodeError for a malformed or unexpected packet, ConnectRefused
+        for a refused CONNACK and SubscribeRefused for a refused subscription;
+        whatever the error, the connection must be closed.
         """
         if data:
             self._reader.feed(data)
-            self._last_rx = now
         events = []
+        handled = 0
+        self.backlog = False
         while True:
+            if max_packets and handled >= max_packets:
+                self.backlog = True
+                return events
             packet = self._reader.next_packet()
             if packet is None:
                 return events
+            handled += 1
+            self.packets_in += 1
+            self._last_rx = now  # Rule 5
             self._handle(packet[0], packet[1], events)
 
     def _handle(self, first, body, events):
@@ -215,11 +265,16 @@ class MQTTProtocol:
             pid = p.u16(body, 0)
             if len(body) < 3:
                 raise DecodeError("SUBACK without return codes")
-            if self._pending.pop(pid, None) == "sub":
-                events.append((EV_SUBACK, pid, list(body[2:])))
+            if pid in self._pending and self._pending[pid] is not None:
+                topic = self._pending.pop(pid)
+                codes = list(body[2:])
+                if 0x80 in codes:
+                    raise SubscribeRefused(topic)
+                events.append((EV_SUBACK, pid, codes))
         elif kind == p.UNSUBACK:
             pid = self._pid_of(body, "UNSUBACK")
-            if self._pending.pop(pid, None) == "unsub":
+            if pid in self._pending and self._pending[pid] is None:
+                del self._pending[pid]
                 events.append((EV_UNSUBACK, pid))
         elif kind == p.PINGRESP:
             if body:

@@ -10,6 +10,16 @@
 # step(), in the caller's thread.  Reconnects are ours too: a lost link or a
 # refused login is reported to our Backoff, never to paho's reconnect_delay_set.
 #
+# What paho does not check, we do, on the bytes it reads: _GuardedSocket is
+# the SSLSocket paho gets from our SSLContext, and its _InboundGuard follows
+# the MQTT framing of everything paho reads (paho reads each fixed header one
+# byte at a time, then the body).  It refuses, as MQTTProtocol does, a packet
+# announced larger than 128 KiB (from its header: paho never buffers the
+# body), any packet before the CONNACK, and a second CONNACK.  A refusal
+# ends paho's read as a lost connection, and step() drops the link with the
+# reason and backs off.  And we bound what waits in paho's write queue: a
+# broker that stops reading cannot make it grow without end.
+#
 # What paho cannot do here:
 #   - keys in a PKCS#11 token: paho wraps its socket with Python's ssl module,
 #     which cannot take a key from an OpenSSL engine (M2Crypto); ConfigError.
@@ -28,7 +38,7 @@ from typing import Any, Optional, Set, Tuple
 
 from ..backoff import Backoff
 from ..compat import getLogger
-from ..errors import CloudError, ConfigError, ConnectRefused, RemoteError, TransportError
+from ..errors import CloudError, ConfigError, ConnectRefused, DecodeError, RemoteError, TransportError
 from ..session import DeviceSession
 from ..tls import TLSConfig
 from ..transport import tls_error
@@ -54,6 +64,15 @@ _CONNACK_TIMEOUT_MS = 10000
 # How often step() looks whether a connect under way has finished.
 _CONNECT_POLL_MS = 10
 
+# The largest MQTT packet accepted from the broker (remaining length), as MQTTProtocol.
+MAX_PACKET_SIZE = 131072
+# At most this many packets wait in paho's write queue.  Past it the broker has
+# stopped reading what we send (each QoS 1 message it sends adds a PUBACK to
+# the queue): the link is dropped.
+MAX_QUEUED_PACKETS = 1024
+_CONNACK = 0x20
+_PUBLISH = 0x30
+
 # paho 2.x reports an MQTT 3.1.1 CONNACK refusal as an MQTT 5 reason code;
 # ConnectRefused carries the 3.1.1 return code the broker sent.
 _V311_CODE = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
@@ -66,15 +85,103 @@ def _require_paho() -> None:
         raise ConfigError("transport='paho' needs paho-mqtt 2.x (found an older one): %s" % EXTRA_HINT)
 
 
-class _NamedContext(ssl.SSLContext):
-    """An SSLContext that checks the broker's certificate against a fixed name
-    (ssl_params["server_hostname"]), not the host paho connects to."""
+class _Refused(OSError):
+    """Raised out of recv() to paho, which takes any OSError there as a lost
+    connection: it closes the socket and never sees the packet."""
 
+
+class _InboundGuard:
+    """Follows the MQTT framing of what paho reads from one connection.
+
+    feed() sees every byte paho reads, in order, and raises _Refused (keeping
+    the reason in `error`) at the first byte that makes a packet unacceptable.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.error: Optional[DecodeError] = None
+        self.qos1_publishes = 0  # each one makes paho queue a PUBACK
+        self._connack_seen = False
+        self._in_length = False  # reading the remaining length of a fixed header
+        self._length = 0
+        self._shift = 0
+        self._remaining = 0      # body bytes of the current packet still to come
+
+    def feed(self, data: bytes) -> None:
+        if self.error is not None:
+            raise _Refused(str(self.error))
+        i = 0
+        n = len(data)
+        while i < n:
+            if self._remaining:
+                take = min(self._remaining, n - i)
+                self._remaining -= take
+                i += take
+                continue
+            byte = data[i]
+            i += 1
+            if not self._in_length:
+                self._packet_type(byte)
+                self._in_length = True
+                continue
+            self._length |= (byte & 0x7F) << self._shift
+            self._shift += 7
+            if byte & 0x80:
+                if self._shift > 21:
+                    self._refuse("MQTT remaining length uses more than 4 bytes")
+                continue
+            if self._length > self.max_size:
+                self._refuse("MQTT packet of %d bytes exceeds the maximum of %d" % (self._length, self.max_size))
+            self._remaining = self._length
+            self._in_length = False
+            self._length = 0
+            self._shift = 0
+
+    def _packet_type(self, first: int) -> None:
+        kind = first & 0xF0
+        if kind == _CONNACK:
+            if self._connack_seen:
+                self._refuse("unexpected CONNACK")
+            self._connack_seen = True
+        elif not self._connack_seen:
+            self._refuse("PUBLISH before CONNACK" if kind == _PUBLISH
+                         else "MQTT packet 0x%02x before CONNACK" % first)
+        elif kind == _PUBLISH and (first >> 1) & 3 == 1:
+            self.qos1_publishes += 1
+
+    def _refuse(self, reason: str) -> None:
+        self.error = DecodeError(reason)
+        raise _Refused(reason)
+
+
+class _GuardedSocket(ssl.SSLSocket):
+    """paho's TLS socket: what it reads passes through the connection's guard."""
+
+    guard: Optional[_InboundGuard] = None
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        data = super().recv(buflen, flags)
+        if self.guard is not None:
+            self.guard.feed(data)
+        return data
+
+
+class _PahoContext(ssl.SSLContext):
+    """The SSLContext paho gets: its sockets are _GuardedSockets, each with a
+    guard of its own; with server_name set, the broker's certificate is
+    checked against that name (ssl_params["server_hostname"]), not the host
+    paho connects to."""
+
+    sslsocket_class = _GuardedSocket
     server_name = ""
+    max_packet_size = MAX_PACKET_SIZE
 
     def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        kwargs["server_hostname"] = self.server_name
-        return super().wrap_socket(sock, *args, **kwargs)
+        if self.server_name:
+            kwargs["server_hostname"] = self.server_name
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        wrapped.guard = _InboundGuard(self.max_packet_size)  # type: ignore[attr-defined]
+        return wrapped
 
 
 def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
@@ -86,11 +193,8 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     if tls.hardware is not None:
         raise ConfigError("transport='paho' cannot use %s keys: they need MicroPython's %s module"
                           % (tls.hardware, tls.hardware))
-    if tls.server_hostname:
-        ctx: ssl.SSLContext = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.server_name = tls.server_hostname  # type: ignore[attr-defined]
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx = _PahoContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.server_name = tls.server_hostname or ""
     try:
         tls.configure(ctx)
     except (OSError, ssl.SSLError) as e:
@@ -115,12 +219,15 @@ class _Link:
         self._engine = engine
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
+        self._engine.queued += 1
         self._engine.client.subscribe(topic, qos)
 
     def unsubscribe(self, topic: str) -> None:
+        self._engine.queued += 1
         self._engine.client.unsubscribe(topic)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        self._engine.queued += 1
         info = self._engine.client.publish(topic, payload, qos)
         if qos and info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             # paho keeps it and sends it again after a reconnect until PUBACK.
@@ -206,6 +313,12 @@ class PahoEngine:
         self._connect_at = 0
         self._refused: Optional[ConnectRefused] = None
         self._lost: Optional[str] = None  # why paho closed the socket
+        self._guard: Optional[_InboundGuard] = None  # the current connection's
+        # Packets handed to paho since its write queue was last seen empty: our
+        # publishes and subscribes, and a PUBACK for each QoS 1 message read.
+        self.queued = 0
+        self._counted_publishes = 0
+        self._callback_error: Optional[BaseException] = None  # raised in a paho callback
 
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
                         protocol=mqtt.MQTTv311, reconnect_on_failure=False)
@@ -270,6 +383,9 @@ class PahoEngine:
                                              % (self.host, self.port, self._lost or "connection closed")))
             return False
         self.conn = _Conn(sock)
+        self._guard = getattr(sock, "guard", None)
+        self.queued = 0
+        self._counted_publishes = 0
         self._connect_at = now
         log.info("connected to %s:%d (paho), logging in", self.host, self.port)
         return True
@@ -328,7 +444,13 @@ class PahoEngine:
     def _read(self) -> bool:
         """Let paho read and handle packets; True if TLS still holds unread bytes."""
         for _ in range(_MAX_READS):
+            self._check_queue()
             rc = self.client.loop_read()
+            if self._callback_error is not None:
+                # paho has finished with that packet (its input is reset), so
+                # the next step goes on with the next one, as on the socket transport.
+                error, self._callback_error = self._callback_error, None
+                raise error
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 if rc != mqtt.MQTT_ERR_NO_CONN:
                     self._lost = mqtt.error_string(rc)
@@ -339,10 +461,24 @@ class PahoEngine:
                 return False
         return True
 
+    def _check_queue(self) -> None:
+        """Drop the link once MAX_QUEUED_PACKETS wait in paho's write queue."""
+        if not self.client.want_write():
+            self.queued = 0
+        guard = self._guard
+        if guard is not None:
+            self.queued += guard.qos1_publishes - self._counted_publishes
+            self._counted_publishes = guard.qos1_publishes
+        if self.queued > MAX_QUEUED_PACKETS:
+            raise TransportError("the broker is not reading: over %d MQTT packets wait to be sent"
+                                 % MAX_QUEUED_PACKETS)
+
     def _check_link(self) -> None:
         if self._refused is not None:
             raise self._refused
         if self.client.socket() is None:
+            if self._guard is not None and self._guard.error is not None:
+                raise self._guard.error  # refused by the guard: a protocol error, as on the socket transport
             raise TransportError("connection lost: %s" % (self._lost or "closed"))
 
     def _close_socket(self) -> None:
@@ -366,6 +502,9 @@ class PahoEngine:
             log.warning("%s; next attempt in %d ms", str(error), wait)
 
     # --- paho callbacks (run inside step(), in the caller's thread) -----------------------
+    # An exception raised out of a callback would leave paho with the packet
+    # half handled (its input not reset: the same packet again at every read).
+    # So the callbacks keep it, and _read() raises it once paho is done.
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self._refused = ConnectRefused(_V311_CODE.get(reason_code.value, reason_code.value))
@@ -374,18 +513,27 @@ class PahoEngine:
         self.logged_in = True
         self.backoff.connected(self._now)
         self.last_error = None
-        self.session.on_connected(self._link, self._now)
+        try:
+            self.session.on_connected(self._link, self._now)
+        except Exception as e:
+            self._callback_error = e
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self._lost = str(reason_code)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if not self.logged_in:  # the guard refuses a PUBLISH before the CONNACK; this is a second lock
+            return
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             log.error("ignoring a message whose topic is not UTF-8")
             return
-        self.session.on_message(topic, msg.payload, self._now)
+        try:
+            self.session.on_message(topic, msg.payload, self._now)
+        except Exception as e:
+            if self._callback_error is None:
+                self._callback_error = e
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         self.unacked.discard(mid)

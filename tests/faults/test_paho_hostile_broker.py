@@ -1,0 +1,214 @@
+"""The paho transport against a hostile broker (a real TLS server from the local
+CA, tests/faults/paho_rogue.py), in sync mode (update() calls) and async mode
+(run() as a task):
+
+- a PUBLISH on the device topic before the CONNACK is a protocol error: the
+  link is dropped, the client reconnects with backoff, nothing escapes
+  update() or run(), and the session never attaches to what it sent;
+- a PUBLISH announced at 100 MB is refused from its fixed header: paho never
+  buffers its body (the client's traced memory stays small and the broker
+  cannot send it whole);
+- a broker that floods QoS 1 messages and never reads: the PUBACKs waiting in
+  paho's write queue are bounded, then the link is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import tracemalloc
+
+import pytest
+
+from paho_rogue import CONNACK_OK, RogueBroker, publish
+
+pytest.importorskip("paho.mqtt")
+
+from arduino_iot_cloud import ArduinoCloudClient  # noqa: E402
+from arduino_iot_cloud.errors import DecodeError  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+DEVICE = "rogue-device"
+DEVICE_IN = "/a/d/%s/e/i" % DEVICE
+THING_PAYLOAD = b"\x81\xa2\x00hthing_id\x03krogue-thing"  # SenML [{n: "thing_id", vs: "rogue-thing"}]
+HUGE = 100 * 1024 * 1024
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.fixture
+def rogue(local_cloud, clean_env):
+    made = []
+
+    def make(script, **kw):
+        broker = RogueBroker(local_cloud, script, **kw)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.stop()
+
+
+def make_client(cloud, broker, mode):
+    client = ArduinoCloudClient(DEVICE, password="not-a-real-secret", server="127.0.0.1", port=broker.port,
+                                keepalive=10, sync_mode=(mode == "sync"), ssl_params={"cafile": cloud.ca_file},
+                                reconnect_cap=0.3, transport="paho")
+    client.register("level", value=0)
+    return client
+
+
+def drive(client, mode, done, timeout):
+    """Run the client until done() or timeout; any exception out of update()
+    or run() fails the test.  Returns True if done() became true."""
+    deadline = time.monotonic() + timeout
+    if mode == "sync":
+        try:
+            while time.monotonic() < deadline:
+                client.update()
+                if done():
+                    return True
+                time.sleep(0.001)
+            return False
+        finally:
+            client.stop()
+
+    async def main():
+        task = asyncio.create_task(client.run())
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                assert not task.done(), "run() ended: %r" % (task.exception(),)
+                if done():
+                    return True
+            return False
+        finally:
+            client.stop()
+            await asyncio.wait_for(task, 5)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+def test_publish_before_connack_is_a_protocol_error(local_cloud, rogue, mode, caplog):
+    # The broker sends the thing id first, then the CONNACK, on every connection.
+    def script(broker, conn, number):
+        broker.send(conn, number, publish(DEVICE_IN, THING_PAYLOAD) + CONNACK_OK)
+        broker.wait_for_close(conn, number)
+
+    broker = rogue(script)
+    client = make_client(local_cloud, broker, mode)
+    caplog.set_level(logging.WARNING, "arduino_iot_cloud")
+    drive(client, mode, lambda: len(broker.accepted) >= 3 and client.engine.backoff.failures >= 3, 15)
+    # Reconnected, backed off each time, never attached to the thing it was sent.
+    assert len(broker.accepted) >= 3, broker.accepted
+    assert client.engine.backoff.failures >= 3
+    assert isinstance(client.engine.last_error, DecodeError)
+    assert "PUBLISH before CONNACK" in str(client.engine.last_error)
+    assert "PUBLISH before CONNACK" in caplog.text
+    assert client.session.thing_id is None and client.session.attach_count == 0
+    assert client.engine.conn is None
+    # The client closed each of those connections itself.
+    assert set(broker.closed_by_client) >= set(range(1, len(broker.accepted)))
+    assert not broker.errors, broker.errors
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+def test_oversized_publish_is_refused_from_its_header(local_cloud, rogue, mode, caplog):
+    # CONNACK, then a PUBLISH announced at 100 MB whose body keeps coming.
+    # Later connections get no CONNACK: the test only watches the first.
+    def script(broker, conn, number):
+        if number == 1:
+            broker.send(conn, number, CONNACK_OK)
+            time.sleep(0.2)  # the client is logged in and has subscribed
+            broker.send(conn, number, b"\x30" + varint(HUGE))
+            chunk = b"\x00" * 65536
+            left = HUGE
+            while left > 0 and not broker.stopping.is_set():
+                broker.send(conn, number, chunk[:left])
+                left -= len(chunk)
+        broker.wait_for_close(conn, number)
+
+    broker = rogue(script)
+    client = make_client(local_cloud, broker, mode)
+    caplog.set_level(logging.WARNING, "arduino_iot_cloud")
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        refused = drive(client, mode, lambda: "exceeds the maximum" in caplog.text, 30)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused, caplog.text
+    assert "MQTT packet of %d bytes exceeds the maximum of 131072" % HUGE in caplog.text
+    # The client never took the body in: it closed the link long before the end...
+    deadline = time.monotonic() + 10
+    while 1 not in broker.closed_by_client and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 1 in broker.closed_by_client
+    assert broker.sent[1] < HUGE // 4, broker.sent
+    # ...and its memory stayed small (without the check, paho buffered all 100 MB).
+    assert peak < 8 * 1024 * 1024, peak
+    assert not broker.errors, broker.errors
+
+
+def small_send_buffer(client):
+    """A small send buffer on the client's socket, so that its writes stall
+    soon once the broker stops reading (on loopback the kernel would otherwise
+    take ~200,000 PUBACKs first).  Always True: for use inside drive()'s predicate."""
+    conn = client.engine.conn
+    if conn is not None and not getattr(conn, "small_buffer", False):
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        conn.small_buffer = True
+    return True
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+def test_write_queue_is_bounded_when_the_broker_does_not_read(local_cloud, rogue, mode, caplog):
+    # CONNACK, then QoS 1 messages (each asks for a PUBACK) without ever reading
+    # again: the PUBACKs pile up on the client's side.
+    flood = 300000
+
+    def script(broker, conn, number):
+        if number == 1:
+            broker.send(conn, number, CONNACK_OK)
+            batch = []
+            for i in range(flood):
+                batch.append(publish(DEVICE_IN, b"\x80", qos=1, pid=i % 65535 + 1))
+                if len(batch) == 1000:
+                    broker.send(conn, number, b"".join(batch))
+                    batch = []
+                if broker.stopping.is_set():
+                    return
+            broker.send(conn, number, b"".join(batch))
+        broker.wait_for_close(conn, number, timeout=60)
+
+    broker = rogue(script, rcvbuf=4096)
+    client = make_client(local_cloud, broker, mode)
+    caplog.set_level(logging.WARNING, "arduino_iot_cloud")
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        dropped = drive(client, mode, lambda: small_send_buffer(client) and "the broker is not reading" in caplog.text,
+                        60)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert dropped, caplog.text
+    assert "over 1024 MQTT packets wait to be sent" in caplog.text
+    assert client.engine.conn is None
+    # Without the bound paho queued one PUBACK per message: tens of MB.
+    assert peak < 8 * 1024 * 1024, peak
+    print("rogue broker sent %d bytes before the client dropped the link; client peak %d bytes"
+          % (broker.sent[1], peak))

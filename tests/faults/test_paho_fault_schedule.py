@@ -4,11 +4,16 @@ keepalive, two black holes, a cut in the middle of a large packet), and after
 every fault it must attach again *and be subscribed*: a dashboard write made
 after the re-attach reaches on_write.
 
-The rounds run PAHO_FAULT_ROUNDS times (2 in `make test`; 20 or more to hunt a
-rare race).  Figures go to stdout (-s) as FAULT-REPORT lines.
+A second test throws cuts, resets and drops at the link a random 0-400 ms after
+each new connection, so that many land in the middle of an attach.
+
+The rounds run PAHO_FAULT_ROUNDS times (1 in `make test`, about 35 s for both
+tests; 12 or more to hunt a rare race).  Figures go to stdout (-s) as
+FAULT-REPORT lines.
 """
 
 import os
+import random
 import time
 
 import pytest
@@ -18,7 +23,7 @@ from test_faults import BIG, KEEPALIVE, TLS_RECORD, Device, report
 
 pytestmark = pytest.mark.e2e
 
-ROUNDS = int(os.environ.get("PAHO_FAULT_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("PAHO_FAULT_ROUNDS", "1"))
 SCHEDULE = ("cut-down", "reset", "delay", "blackhole", "blackhole", "cut-big")
 
 
@@ -81,4 +86,40 @@ def test_sync_paho_resubscribes_after_every_fault(local_cloud, fault_proxy, devi
             report(fault="paho-schedule", round=round_, step=fault, recovered_s=round(time.monotonic() - t0, 3))
     d.runner.set("counter", 7)
     cloud.wait_for(d.dev, "counter", 7, timeout=10)
+    d.stop()
+
+
+def test_sync_paho_faults_during_attach(local_cloud, fault_proxy, device):
+    # The same faults, each hitting the link a random 0-400 ms after a new
+    # connection appears: often in the middle of the attach (SUBSCRIBEs,
+    # ThingBegin, getLastValues in flight).  After the last one the device
+    # must still attach and be subscribed.
+    cloud, proxy, d = local_cloud, fault_proxy, device
+    rng = random.Random(12)
+    n = 0
+    for _round in range(ROUNDS):
+        for fault in ("cut-down", "reset", "cut-up", "drop"):
+            n += 1
+            accepted = proxy.accepted
+            wait_until(lambda: proxy.links(), 30, what="a connection before %s" % fault)
+            time.sleep(rng.uniform(0, 0.4))
+            if fault == "cut-down":
+                proxy.cut("down")
+                cloud.set(d.dev, "note", "cut %d" % n)
+            elif fault == "cut-up":
+                proxy.cut("up")
+                d.runner.set("counter", n)
+            elif fault == "reset":
+                proxy.reset()
+            else:
+                proxy.drop()
+            wait_until(lambda: proxy.accepted > accepted, 30, what="a reconnect after %s (fault %d)" % (fault, n))
+    for link in proxy.links():
+        link.cut["up"] = link.cut["down"] = False
+    try:
+        wait_until(lambda: d.client.connected, 30, what="the final attach")
+        cloud.set(d.dev, "level", 4242)
+        d.wait_write("level", 4242, timeout=10)
+    except TimeoutError as e:
+        raise AssertionError("%s: %s" % (e, _state(d)))
     d.stop()

@@ -9,7 +9,12 @@ CA, tests/faults/paho_rogue.py), in sync mode (update() calls) and async mode
   buffers its body (the client's traced memory stays small and the broker
   cannot send it whole);
 - a broker that floods QoS 1 messages and never reads: the PUBACKs waiting in
-  paho's write queue are bounded, then the link is dropped.
+  paho's write queue are bounded, then the link is dropped;
+- a QoS 2 PUBLISH, a packet type or flags a broker must not send: refused;
+- an exception while paho hands over a message costs that packet only (paho
+  does not hand it over again at every read).
+
+Each test failed before the paho transport checked these.
 """
 
 from __future__ import annotations
@@ -212,3 +217,70 @@ def test_write_queue_is_bounded_when_the_broker_does_not_read(local_cloud, rogue
     assert peak < 8 * 1024 * 1024, peak
     print("rogue broker sent %d bytes before the client dropped the link; client peak %d bytes"
           % (broker.sent[1], peak))
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+@pytest.mark.parametrize("packet, reason", (
+    (publish(DEVICE_IN, THING_PAYLOAD, qos=2, pid=7), "PUBLISH with QoS 2"),
+    (b"\x62\x02\x00\x07", "unexpected MQTT packet type 0x62"),  # PUBREL: no QoS 2 flow was started
+    (b"\xd1\x00", "MQTT packet 0xd1 has reserved flags set"),   # PINGRESP with a flag
+), ids=("qos2", "pubrel", "flags"))
+def test_packets_a_broker_must_not_send_are_refused(local_cloud, rogue, mode, packet, reason, caplog):
+    # paho would keep a QoS 2 message until a PUBREL that never comes (and
+    # never deliver it), answer a stray PUBREL, and ignore the flags.
+    def script(broker, conn, number):
+        if number == 1:
+            broker.send(conn, number, CONNACK_OK)
+            time.sleep(0.2)
+            broker.send(conn, number, packet)
+        broker.wait_for_close(conn, number)
+
+    broker = rogue(script)
+    client = make_client(local_cloud, broker, mode)
+    caplog.set_level(logging.WARNING, "arduino_iot_cloud")
+    assert drive(client, mode, lambda: reason in caplog.text, 10), caplog.text
+    deadline = time.monotonic() + 5
+    while 1 not in broker.closed_by_client and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 1 in broker.closed_by_client
+    assert client.session.thing_id is None
+
+
+def test_an_error_in_the_session_costs_one_packet(local_cloud, rogue):
+    # An exception raised while paho hands over a message leaves update() once
+    # (as on the socket transport); paho has finished that packet, so the next
+    # update() goes on with the next one instead of handing the same one again.
+    def script(broker, conn, number):
+        broker.send(conn, number, CONNACK_OK)
+        time.sleep(0.2)
+        broker.send(conn, number, publish(DEVICE_IN, b"\x80") + publish(DEVICE_IN, THING_PAYLOAD))
+        broker.wait_for_close(conn, number)
+
+    broker = rogue(script)
+    client = make_client(local_cloud, broker, "sync")
+    session = client.session
+    handled = []
+    original = session.on_message
+
+    def fails_once(topic, payload, now):
+        handled.append(payload)
+        if len(handled) == 1:
+            raise RuntimeError("a bug in the session")
+        original(topic, payload, now)
+
+    session.on_message = fails_once
+    raised = []
+    deadline = time.monotonic() + 10
+    try:
+        while session.thing_id is None and time.monotonic() < deadline:
+            try:
+                client.update()
+            except RuntimeError as e:
+                raised.append(str(e))
+            time.sleep(0.001)
+    finally:
+        client.stop()
+    assert raised == ["a bug in the session"]
+    assert handled == [b"\x80", THING_PAYLOAD]  # the failed packet was not handed over again
+    assert session.thing_id == "rogue-thing"
+    assert len(broker.accepted) == 1  # the link survived

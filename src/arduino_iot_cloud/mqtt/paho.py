@@ -15,7 +15,9 @@
 # the MQTT framing of everything paho reads (paho reads each fixed header one
 # byte at a time, then the body).  It refuses, as MQTTProtocol does, a packet
 # announced larger than 128 KiB (from its header: paho never buffers the
-# body), any packet before the CONNACK, and a second CONNACK.  A refusal
+# body), any packet before the CONNACK, a second CONNACK, a PUBLISH with QoS
+# 2 (paho would hold it until a PUBREL), and packet types or flags a broker
+# must not send.  A refusal
 # ends paho's read as a lost connection, and step() drops the link with the
 # reason and backs off.  And we bound what waits in paho's write queue: a
 # broker that stops reading cannot make it grow without end.
@@ -72,6 +74,9 @@ MAX_PACKET_SIZE = 131072
 MAX_QUEUED_PACKETS = 1024
 _CONNACK = 0x20
 _PUBLISH = 0x30
+# What a broker may send a client that subscribes with QoS 0 and 1: CONNACK,
+# PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP (as MQTTProtocol accepts).
+_FROM_BROKER = (0x20, 0x30, 0x40, 0x90, 0xB0, 0xD0)
 
 # paho 2.x reports an MQTT 3.1.1 CONNACK refusal as an MQTT 5 reason code;
 # ConnectRefused carries the 3.1.1 return code the broker sent.
@@ -139,6 +144,10 @@ class _InboundGuard:
 
     def _packet_type(self, first: int) -> None:
         kind = first & 0xF0
+        if kind not in _FROM_BROKER:
+            self._refuse("unexpected MQTT packet type 0x%02x from the broker" % first)
+        if kind != _PUBLISH and first & 0x0F:
+            self._refuse("MQTT packet 0x%02x has reserved flags set" % first)
         if kind == _CONNACK:
             if self._connack_seen:
                 self._refuse("unexpected CONNACK")
@@ -146,8 +155,13 @@ class _InboundGuard:
         elif not self._connack_seen:
             self._refuse("PUBLISH before CONNACK" if kind == _PUBLISH
                          else "MQTT packet 0x%02x before CONNACK" % first)
-        elif kind == _PUBLISH and (first >> 1) & 3 == 1:
-            self.qos1_publishes += 1
+        elif kind == _PUBLISH:
+            qos = (first >> 1) & 3
+            if qos >= 2:
+                # paho would keep a QoS 2 message until a PUBREL that may never come.
+                self._refuse("PUBLISH with QoS %d, which this client never subscribes with" % qos)
+            if qos == 1:
+                self.qos1_publishes += 1
 
     def _refuse(self, reason: str) -> None:
         self.error = DecodeError(reason)

@@ -10,7 +10,7 @@ happened is kept for the test: ``accepted`` (monotonic time of each accepted
 connection), ``sent`` (bytes each script wrote before it returned or the
 client closed), and ``closed_by_client`` (connection numbers the client closed).  ``rcvbuf`` sets
 a small receive buffer, so a broker that stops reading stalls the client's
-writes soon.
+writes soon; ``handshake_delay`` makes every TLS handshake that much slower.
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ def read_packet(conn: ssl.SSLSocket) -> Optional[bytes]:
 
 class RogueBroker:
     def __init__(self, cloud, script: Callable[["RogueBroker", ssl.SSLSocket, int], None],
-                 rcvbuf: Optional[int] = None) -> None:
+                 rcvbuf: Optional[int] = None, handshake_delay: float = 0.0) -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cloud.pki.server_cert), str(cloud.pki.server_key))
         self.script = script
+        self.handshake_delay = handshake_delay
         self.listener = socket.socket()
         if rcvbuf is not None:  # set before listen(): the window the client sees stays small
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -98,6 +99,7 @@ class RogueBroker:
     def _serve(self, raw: socket.socket, number: int) -> None:
         raw.settimeout(10)
         self.sent[number] = 0
+        time.sleep(self.handshake_delay)  # a slow link or a busy broker: the ClientHello waits
         try:
             conn = self.ctx.wrap_socket(raw, server_side=True)
         except (OSError, ssl.SSLError):

@@ -27,7 +27,7 @@ import tracemalloc
 
 import pytest
 
-from paho_rogue import CONNACK_OK, RogueBroker, publish
+from paho_rogue import CONNACK_OK, RogueBroker, publish, read_packet
 
 pytest.importorskip("paho.mqtt")
 
@@ -66,9 +66,9 @@ def rogue(local_cloud, clean_env):
         broker.stop()
 
 
-def make_client(cloud, broker, mode):
+def make_client(cloud, broker, mode, keepalive=10):
     client = ArduinoCloudClient(DEVICE, password="not-a-real-secret", server="127.0.0.1", port=broker.port,
-                                keepalive=10, sync_mode=(mode == "sync"), ssl_params={"cafile": cloud.ca_file},
+                                keepalive=keepalive, sync_mode=(mode == "sync"), ssl_params={"cafile": cloud.ca_file},
                                 reconnect_cap=0.3, transport="paho")
     client.register("level", value=0)
     return client
@@ -285,3 +285,31 @@ def test_an_error_in_the_session_costs_one_packet(local_cloud, rogue):
     assert handled == [b"\x80", THING_PAYLOAD]  # the failed packet was not handed over again
     assert session.thing_id == "rogue-thing"
     assert len(broker.accepted) == 1  # the link survived
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+def test_a_handshake_slower_than_keepalive_still_logs_in_and_subscribes(local_cloud, rogue, mode, caplog):
+    # paho stamps its keepalive clocks when connect() starts, before the TLS
+    # handshake; its loop_misc() closed any new connection whose handshake took
+    # longer than keepalive before the CONNACK was read.  On a slow link every
+    # attempt was cut that way: the broker saw the device connect again and
+    # again and never subscribe (issue 12, item 8).
+    subscribed = []
+
+    def script(broker, conn, number):
+        time.sleep(0.1)  # the CONNACK comes a little after the CONNECT
+        broker.send(conn, number, CONNACK_OK)
+        conn.settimeout(5)
+        while True:
+            packet = read_packet(conn)
+            if packet is None:
+                return
+            if packet[0] == 0x82:  # SUBSCRIBE
+                subscribed.append(number)
+
+    broker = rogue(script, handshake_delay=2.5)
+    client = make_client(local_cloud, broker, mode, keepalive=2)
+    caplog.set_level(logging.INFO, "arduino_iot_cloud")
+    done = drive(client, mode, lambda: bool(subscribed), 12)
+    assert done, "no SUBSCRIBE in %d connection(s): %s" % (len(broker.accepted), caplog.text)
+    assert subscribed[0] == 1 and len(broker.accepted) == 1

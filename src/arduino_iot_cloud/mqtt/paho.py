@@ -61,7 +61,8 @@ _MAX_READS = 64
 # 2 x keepalive plus that (ours: 1.5 x keepalive, from exact deadlines).
 _HOUSEKEEPING_MIN_MS = 50
 _HOUSEKEEPING_MAX_MS = 1000
-# How long the broker gets to answer CONNECT (as MQTTProtocol does).
+# How long the broker gets to answer CONNECT, from the moment the connection
+# is open: 1.5 x keepalive, or this with keepalive 0 (as MQTTProtocol).
 _CONNACK_TIMEOUT_MS = 10000
 # How often step() looks whether a connect under way has finished.
 _CONNECT_POLL_MS = 10
@@ -314,6 +315,7 @@ class PahoEngine:
         self.backoff = backoff or Backoff()
         self.max_inflight = max_inflight
         period = keepalive * 50 if keepalive else _HOUSEKEEPING_MAX_MS
+        self._connack_timeout_ms = keepalive * 1500 if keepalive else _CONNACK_TIMEOUT_MS
         self._housekeeping_ms = max(_HOUSEKEEPING_MIN_MS, min(_HOUSEKEEPING_MAX_MS, period))
         self.conn: Optional[_Conn] = None
         self.connecting: Optional[_ConnectAttempt] = None  # the attempt under way
@@ -415,15 +417,22 @@ class PahoEngine:
                 return now + _CONNECT_POLL_MS if self.connecting is not None else self.next_attempt
         try:
             more = self._read()
-            self.client.loop_misc()  # keepalive: PINGREQ, or close a dead link
+            if self.logged_in:
+                # paho's keepalive (PINGREQ, or close a dead link) only once logged
+                # in: paho stamps its clocks when connect() starts, before the TLS
+                # handshake, so before the CONNACK it would close a connection
+                # whose handshake took longer than keepalive, at every attempt
+                # (the broker saw the device connect, never subscribe).  Until
+                # the CONNACK our own timeout runs, from the open connection.
+                self.client.loop_misc()
             self._check_link()
             deadline = now if more else now + self._housekeeping_ms
             if self.logged_in:
                 d = self.session.poll(now, unix_time)
                 if d is not None and d < deadline:
                     deadline = d
-            elif now - self._connect_at >= _CONNACK_TIMEOUT_MS:
-                raise TransportError("no answer to CONNECT within %d s" % (_CONNACK_TIMEOUT_MS // 1000))
+            elif now - self._connect_at >= self._connack_timeout_ms:
+                raise TransportError("no CONNACK from the broker within %d ms" % self._connack_timeout_ms)
             self.flush(now)
             self._check_link()
             return deadline

@@ -11,6 +11,9 @@ CA, tests/faults/paho_rogue.py), in sync mode (update() calls) and async mode
 - a broker that floods QoS 1 messages and never reads: the PUBACKs waiting in
   paho's write queue are bounded, then the link is dropped;
 - a QoS 2 PUBLISH, a packet type or flags a broker must not send: refused;
+- a TLS handshake slower than keepalive: the client still logs in and
+  subscribes on that connection (paho's keepalive cut it before its CONNACK,
+  at every attempt: issue 12 item 8);
 - an exception while paho hands over a message costs that packet only (paho
   does not hand it over again at every read).
 

@@ -13,8 +13,8 @@ read (paho stamps its clocks before the handshake), so a reconnect that began
 during the delay fault was cut, and on a link that stays slow every attempt
 is: the broker saw the device connect and never subscribe.  It is fixed in
 mqtt/paho.py and tested deterministically in test_paho_hostile_broker.py
-(a rogue broker with slow handshakes); here it cost one attempt at most, and
-40 rounds of each schedule passed before and after the fix.
+(a rogue broker with slow handshakes); here it cost one attempt at most (40
+rounds of the first schedule and 25 of the second passed before the fix).
 
 The rounds run PAHO_FAULT_ROUNDS times (1 in `make test`, about 35 s for both
 tests; 12 or more to hunt a rare race).  Figures go to stdout (-s) as

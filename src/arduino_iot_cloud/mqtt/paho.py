@@ -113,7 +113,7 @@ class _InboundGuard:
         self._shift = 0
         self._remaining = 0      # body bytes of the current packet still to come
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Any) -> None:
         if self.error is not None:
             raise _Refused(str(self.error))
         i = 0
@@ -170,15 +170,17 @@ class _InboundGuard:
 
 
 class _GuardedSocket(ssl.SSLSocket):
-    """paho's TLS socket: what it reads passes through the connection's guard."""
+    """paho's TLS socket: what it reads passes through the connection's guard.
+
+    recv() and recv_into() both read through read(), so the guard sits there."""
 
     guard: Optional[_InboundGuard] = None
 
-    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-        data = super().recv(buflen, flags)
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 (SSLSocket's names)
+        got = super().read(len, buffer)
         if self.guard is not None:
-            self.guard.feed(data)
-        return data
+            self.guard.feed(got if buffer is None else memoryview(buffer)[:got])
+        return got
 
 
 class _PahoContext(ssl.SSLContext):

@@ -177,7 +177,7 @@ class _GuardedSocket(ssl.SSLSocket):
     guard: Optional[_InboundGuard] = None
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 (SSLSocket's names)
-        got = super().read(len, buffer)
+        got: Any = super().read(len, buffer)  # bytes; with a buffer, how many bytes went into it
         if self.guard is not None:
             self.guard.feed(got if buffer is None else memoryview(buffer)[:got])
         return got

@@ -10,6 +10,18 @@
 # step(), in the caller's thread.  Reconnects are ours too: a lost link or a
 # refused login is reported to our Backoff, never to paho's reconnect_delay_set.
 #
+# What paho does not check, we do, on the bytes it reads: _GuardedSocket is
+# the SSLSocket paho gets from our SSLContext, and its _InboundGuard follows
+# the MQTT framing of everything paho reads (paho reads each fixed header one
+# byte at a time, then the body).  It refuses, as MQTTProtocol does, a packet
+# announced larger than 128 KiB (from its header: paho never buffers the
+# body), any packet before the CONNACK, a second CONNACK, a PUBLISH with QoS
+# 2 (paho would hold it until a PUBREL), and packet types or flags a broker
+# must not send.  A refusal
+# ends paho's read as a lost connection, and step() drops the link with the
+# reason and backs off.  And we bound what waits in paho's write queue: a
+# broker that stops reading cannot make it grow without end.
+#
 # What paho cannot do here:
 #   - keys in a PKCS#11 token: paho wraps its socket with Python's ssl module,
 #     which cannot take a key from an OpenSSL engine (M2Crypto); ConfigError.
@@ -28,7 +40,7 @@ from typing import Any, Optional, Set, Tuple
 
 from ..backoff import Backoff
 from ..compat import getLogger
-from ..errors import CloudError, ConfigError, ConnectRefused, RemoteError, TransportError
+from ..errors import CloudError, ConfigError, ConnectRefused, DecodeError, RemoteError, TransportError
 from ..session import DeviceSession
 from ..tls import TLSConfig
 from ..transport import tls_error
@@ -49,10 +61,23 @@ _MAX_READS = 64
 # 2 x keepalive plus that (ours: 1.5 x keepalive, from exact deadlines).
 _HOUSEKEEPING_MIN_MS = 50
 _HOUSEKEEPING_MAX_MS = 1000
-# How long the broker gets to answer CONNECT (as MQTTProtocol does).
+# How long the broker gets to answer CONNECT, from the moment the connection
+# is open: 1.5 x keepalive, or this with keepalive 0 (as MQTTProtocol).
 _CONNACK_TIMEOUT_MS = 10000
 # How often step() looks whether a connect under way has finished.
 _CONNECT_POLL_MS = 10
+
+# The largest MQTT packet accepted from the broker (remaining length), as MQTTProtocol.
+MAX_PACKET_SIZE = 131072
+# At most this many packets wait in paho's write queue.  Past it the broker has
+# stopped reading what we send (each QoS 1 message it sends adds a PUBACK to
+# the queue): the link is dropped.
+MAX_QUEUED_PACKETS = 1024
+_CONNACK = 0x20
+_PUBLISH = 0x30
+# What a broker may send a client that subscribes with QoS 0 and 1: CONNACK,
+# PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP (as MQTTProtocol accepts).
+_FROM_BROKER = (0x20, 0x30, 0x40, 0x90, 0xB0, 0xD0)
 
 # paho 2.x reports an MQTT 3.1.1 CONNACK refusal as an MQTT 5 reason code;
 # ConnectRefused carries the 3.1.1 return code the broker sent.
@@ -66,15 +91,114 @@ def _require_paho() -> None:
         raise ConfigError("transport='paho' needs paho-mqtt 2.x (found an older one): %s" % EXTRA_HINT)
 
 
-class _NamedContext(ssl.SSLContext):
-    """An SSLContext that checks the broker's certificate against a fixed name
-    (ssl_params["server_hostname"]), not the host paho connects to."""
+class _Refused(OSError):
+    """Raised out of recv() to paho, which takes any OSError there as a lost
+    connection: it closes the socket and never sees the packet."""
 
+
+class _InboundGuard:
+    """Follows the MQTT framing of what paho reads from one connection.
+
+    feed() sees every byte paho reads, in order, and raises _Refused (keeping
+    the reason in `error`) at the first byte that makes a packet unacceptable.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.error: Optional[DecodeError] = None
+        self.qos1_publishes = 0  # each one makes paho queue a PUBACK
+        self._connack_seen = False
+        self._in_length = False  # reading the remaining length of a fixed header
+        self._length = 0
+        self._shift = 0
+        self._remaining = 0      # body bytes of the current packet still to come
+
+    def feed(self, data: Any) -> None:
+        if self.error is not None:
+            raise _Refused(str(self.error))
+        i = 0
+        n = len(data)
+        while i < n:
+            if self._remaining:
+                take = min(self._remaining, n - i)
+                self._remaining -= take
+                i += take
+                continue
+            byte = data[i]
+            i += 1
+            if not self._in_length:
+                self._packet_type(byte)
+                self._in_length = True
+                continue
+            self._length |= (byte & 0x7F) << self._shift
+            self._shift += 7
+            if byte & 0x80:
+                if self._shift > 21:
+                    self._refuse("MQTT remaining length uses more than 4 bytes")
+                continue
+            if self._length > self.max_size:
+                self._refuse("MQTT packet of %d bytes exceeds the maximum of %d" % (self._length, self.max_size))
+            self._remaining = self._length
+            self._in_length = False
+            self._length = 0
+            self._shift = 0
+
+    def _packet_type(self, first: int) -> None:
+        kind = first & 0xF0
+        if kind not in _FROM_BROKER:
+            self._refuse("unexpected MQTT packet type 0x%02x from the broker" % first)
+        if kind != _PUBLISH and first & 0x0F:
+            self._refuse("MQTT packet 0x%02x has reserved flags set" % first)
+        if kind == _CONNACK:
+            if self._connack_seen:
+                self._refuse("unexpected CONNACK")
+            self._connack_seen = True
+        elif not self._connack_seen:
+            self._refuse("PUBLISH before CONNACK" if kind == _PUBLISH
+                         else "MQTT packet 0x%02x before CONNACK" % first)
+        elif kind == _PUBLISH:
+            qos = (first >> 1) & 3
+            if qos >= 2:
+                # paho would keep a QoS 2 message until a PUBREL that may never come.
+                self._refuse("PUBLISH with QoS %d, which this client never subscribes with" % qos)
+            if qos == 1:
+                self.qos1_publishes += 1
+
+    def _refuse(self, reason: str) -> None:
+        self.error = DecodeError(reason)
+        raise _Refused(reason)
+
+
+class _GuardedSocket(ssl.SSLSocket):
+    """paho's TLS socket: what it reads passes through the connection's guard.
+
+    recv() and recv_into() both read through read(), so the guard sits there."""
+
+    guard: Optional[_InboundGuard] = None
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 (SSLSocket's names)
+        got: Any = super().read(len, buffer)  # bytes; with a buffer, how many bytes went into it
+        if self.guard is not None:
+            self.guard.feed(got if buffer is None else memoryview(buffer)[:got])
+        return got
+
+
+class _PahoContext(ssl.SSLContext):
+    """The SSLContext paho gets: its sockets are _GuardedSockets, each with a
+    guard of its own; with server_name set, the broker's certificate is
+    checked against that name (ssl_params["server_hostname"]), not the host
+    paho connects to."""
+
+    sslsocket_class = _GuardedSocket
     server_name = ""
+    max_packet_size = MAX_PACKET_SIZE
 
     def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        kwargs["server_hostname"] = self.server_name
-        return super().wrap_socket(sock, *args, **kwargs)
+        if self.server_name:
+            kwargs["server_hostname"] = self.server_name
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        wrapped.guard = _InboundGuard(self.max_packet_size)  # type: ignore[attr-defined]
+        return wrapped
 
 
 def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
@@ -86,11 +210,8 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     if tls.hardware is not None:
         raise ConfigError("transport='paho' cannot use %s keys: they need MicroPython's %s module"
                           % (tls.hardware, tls.hardware))
-    if tls.server_hostname:
-        ctx: ssl.SSLContext = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.server_name = tls.server_hostname  # type: ignore[attr-defined]
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx = _PahoContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.server_name = tls.server_hostname or ""
     try:
         tls.configure(ctx)
     except (OSError, ssl.SSLError) as e:
@@ -115,12 +236,15 @@ class _Link:
         self._engine = engine
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
+        self._engine.queued += 1
         self._engine.client.subscribe(topic, qos)
 
     def unsubscribe(self, topic: str) -> None:
+        self._engine.queued += 1
         self._engine.client.unsubscribe(topic)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        self._engine.queued += 1
         info = self._engine.client.publish(topic, payload, qos)
         if qos and info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             # paho keeps it and sends it again after a reconnect until PUBACK.
@@ -193,6 +317,7 @@ class PahoEngine:
         self.backoff = backoff or Backoff()
         self.max_inflight = max_inflight
         period = keepalive * 50 if keepalive else _HOUSEKEEPING_MAX_MS
+        self._connack_timeout_ms = keepalive * 1500 if keepalive else _CONNACK_TIMEOUT_MS
         self._housekeeping_ms = max(_HOUSEKEEPING_MIN_MS, min(_HOUSEKEEPING_MAX_MS, period))
         self.conn: Optional[_Conn] = None
         self.connecting: Optional[_ConnectAttempt] = None  # the attempt under way
@@ -206,6 +331,12 @@ class PahoEngine:
         self._connect_at = 0
         self._refused: Optional[ConnectRefused] = None
         self._lost: Optional[str] = None  # why paho closed the socket
+        self._guard: Optional[_InboundGuard] = None  # the current connection's
+        # Packets handed to paho since its write queue was last seen empty: our
+        # publishes and subscribes, and a PUBACK for each QoS 1 message read.
+        self.queued = 0
+        self._counted_publishes = 0
+        self._callback_error: Optional[BaseException] = None  # raised in a paho callback
 
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
                         protocol=mqtt.MQTTv311, reconnect_on_failure=False)
@@ -270,6 +401,9 @@ class PahoEngine:
                                              % (self.host, self.port, self._lost or "connection closed")))
             return False
         self.conn = _Conn(sock)
+        self._guard = getattr(sock, "guard", None)
+        self.queued = 0
+        self._counted_publishes = 0
         self._connect_at = now
         log.info("connected to %s:%d (paho), logging in", self.host, self.port)
         return True
@@ -285,15 +419,22 @@ class PahoEngine:
                 return now + _CONNECT_POLL_MS if self.connecting is not None else self.next_attempt
         try:
             more = self._read()
-            self.client.loop_misc()  # keepalive: PINGREQ, or close a dead link
+            if self.logged_in:
+                # paho's keepalive (PINGREQ, or close a dead link) only once logged
+                # in: paho stamps its clocks when connect() starts, before the TLS
+                # handshake, so before the CONNACK it would close a connection
+                # whose handshake took longer than keepalive, at every attempt
+                # (the broker saw the device connect, never subscribe).  Until
+                # the CONNACK our own timeout runs, from the open connection.
+                self.client.loop_misc()
             self._check_link()
             deadline = now if more else now + self._housekeeping_ms
             if self.logged_in:
                 d = self.session.poll(now, unix_time)
                 if d is not None and d < deadline:
                     deadline = d
-            elif now - self._connect_at >= _CONNACK_TIMEOUT_MS:
-                raise TransportError("no answer to CONNECT within %d s" % (_CONNACK_TIMEOUT_MS // 1000))
+            elif now - self._connect_at >= self._connack_timeout_ms:
+                raise TransportError("no CONNACK from the broker within %d ms" % self._connack_timeout_ms)
             self.flush(now)
             self._check_link()
             return deadline
@@ -328,7 +469,13 @@ class PahoEngine:
     def _read(self) -> bool:
         """Let paho read and handle packets; True if TLS still holds unread bytes."""
         for _ in range(_MAX_READS):
+            self._check_queue()
             rc = self.client.loop_read()
+            if self._callback_error is not None:
+                # paho has finished with that packet (its input is reset), so
+                # the next step goes on with the next one, as on the socket transport.
+                error, self._callback_error = self._callback_error, None
+                raise error
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 if rc != mqtt.MQTT_ERR_NO_CONN:
                     self._lost = mqtt.error_string(rc)
@@ -339,10 +486,24 @@ class PahoEngine:
                 return False
         return True
 
+    def _check_queue(self) -> None:
+        """Drop the link once MAX_QUEUED_PACKETS wait in paho's write queue."""
+        if not self.client.want_write():
+            self.queued = 0
+        guard = self._guard
+        if guard is not None:
+            self.queued += guard.qos1_publishes - self._counted_publishes
+            self._counted_publishes = guard.qos1_publishes
+        if self.queued > MAX_QUEUED_PACKETS:
+            raise TransportError("the broker is not reading: over %d MQTT packets wait to be sent"
+                                 % MAX_QUEUED_PACKETS)
+
     def _check_link(self) -> None:
         if self._refused is not None:
             raise self._refused
         if self.client.socket() is None:
+            if self._guard is not None and self._guard.error is not None:
+                raise self._guard.error  # refused by the guard: a protocol error, as on the socket transport
             raise TransportError("connection lost: %s" % (self._lost or "closed"))
 
     def _close_socket(self) -> None:
@@ -366,6 +527,9 @@ class PahoEngine:
             log.warning("%s; next attempt in %d ms", str(error), wait)
 
     # --- paho callbacks (run inside step(), in the caller's thread) -----------------------
+    # An exception raised out of a callback would leave paho with the packet
+    # half handled (its input not reset: the same packet again at every read).
+    # So the callbacks keep it, and _read() raises it once paho is done.
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self._refused = ConnectRefused(_V311_CODE.get(reason_code.value, reason_code.value))
@@ -374,18 +538,27 @@ class PahoEngine:
         self.logged_in = True
         self.backoff.connected(self._now)
         self.last_error = None
-        self.session.on_connected(self._link, self._now)
+        try:
+            self.session.on_connected(self._link, self._now)
+        except Exception as e:
+            self._callback_error = e
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self._lost = str(reason_code)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if not self.logged_in:  # the guard refuses a PUBLISH before the CONNACK; this is a second lock
+            return
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             log.error("ignoring a message whose topic is not UTF-8")
             return
-        self.session.on_message(topic, msg.payload, self._now)
+        try:
+            self.session.on_message(topic, msg.payload, self._now)
+        except Exception as e:
+            if self._callback_error is None:
+                self._callback_error = e
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         self.unacked.discard(mid)

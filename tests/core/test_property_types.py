@@ -1,0 +1,123 @@
+# A property's type: declared with register(type=...), or fixed by the
+# device's own first value; a value from the cloud never locks it (records.py).
+# Plain calls on the registry, as the session makes them; runs under
+# MicroPython too (tests/mpy_run.py).
+
+from arduino_iot_cloud.errors import ConfigError, ValueTypeError
+from arduino_iot_cloud.records import Property, Registry
+
+DEV = "d3f0b2c8-0000-4000-8000-000000000002"
+
+
+def _registry(*props):
+    reg = Registry()
+    for p in props:
+        reg.add(p)
+    reg.changes()
+    return reg
+
+
+def _write(reg, name, value):
+    # One message from the cloud on e/i, as the session hands it to the registry.
+    reg.apply([(name, None, value, None)], None)
+
+
+def _raises(exc, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except exc as e:
+        return str(e)
+    raise AssertionError("no %s" % exc.__name__)
+
+
+def test_a_stray_value_does_not_lock_an_untyped_property():
+    # The scenario: value=None, then "x" from the cloud, then true.
+    seen = []
+    sw = Property("sw1", on_write=lambda client, v: seen.append(v))
+    reg = _registry(sw)
+    _write(reg, "sw1", "x")
+    _write(reg, "sw1", True)
+    assert sw.value is True
+    assert seen == ["x", True]
+    _write(reg, "sw1", False)
+    assert seen == ["x", True, False]
+
+
+def test_register_type_refuses_the_wrong_type_from_the_cloud():
+    seen = []
+    sw = Property("sw1", type=bool, on_write=lambda client, v: seen.append(v))
+    assert sw.value is None and sw.kind is bool
+    reg = _registry(sw)
+    _write(reg, "sw1", "x")  # refused and logged; nothing else changes
+    assert sw.value is None and seen == []
+    _write(reg, "sw1", True)
+    assert sw.value is True and seen == [True]
+    _write(reg, "sw1", 0)  # the cloud's 0/1 for a bool still reads as one
+    assert sw.value is False and seen == [True, False]
+
+
+def test_register_type_converts_what_the_cloud_may_send():
+    t = Property("t", type=float)
+    n = Property("n", type=int)
+    reg = _registry(t, n)
+    _write(reg, "t", 22)
+    _write(reg, "n", 7.0)
+    assert t.value == 22.0 and type(t.value) is float
+    assert n.value == 7 and type(n.value) is int
+    _write(reg, "n", 7.5)  # not a whole number: refused
+    assert n.value == 7
+
+
+def test_register_type_fixes_what_the_device_may_set():
+    p = Property("p", type=int)
+    assert "p" in _raises(ValueTypeError, p.set, "x")
+    p.set(3)
+    assert p.value == 3 and p.dirty
+
+
+def test_type_and_value_must_agree():
+    assert Property("a", value=True, type=bool).value is True
+    f = Property("f", value=1, type=float)  # an int is a fine float
+    assert f.value == 1.0 and type(f.value) is float
+    msg = _raises(ConfigError, Property, "b", value="on", type=bool)
+    assert "b" in msg and "bool" in msg
+    _raises(ConfigError, Property, "c", value=2.5, type=int)
+    # ConfigError is a LocalError like every misuse of register().
+    msg = _raises(ConfigError, Property, "d", type=list)
+    assert "bool" in msg and "str" in msg
+    _raises(ConfigError, Property, "e", type="bool")
+
+
+def test_the_device_fixes_the_type_of_an_untyped_property():
+    p = Property("p")
+    reg = _registry(p)
+    _write(reg, "p", "x")   # stray
+    p.set(True)             # the device's own value fixes bool
+    assert p.kind is bool
+    _write(reg, "p", "y")   # now refused
+    assert p.value is True
+    _write(reg, "p", False)
+    assert p.value is False
+
+
+def test_a_device_number_keeps_the_kind_the_cloud_sent():
+    p = Property("temp")
+    reg = _registry(p)
+    _write(reg, "temp", 21.5)
+    p.set(22)  # stays a float property: a later 21.5 is not refused
+    assert p.value == 22.0 and type(p.value) is float
+    _write(reg, "temp", 21.5)
+    assert p.value == 21.5
+
+
+def test_register_type_through_the_client():
+    from arduino_iot_cloud.client import ArduinoCloudClient
+
+    c = ArduinoCloudClient(DEV, password="not-a-real-secret", server="127.0.0.1", port=1)
+    sw = c.register("sw1", type=bool)
+    assert sw.kind is bool and c["sw1"] is None
+    _raises(ValueTypeError, c.__setitem__, "sw1", "x")
+    c["sw1"] = True
+    assert c["sw1"] is True
+    _raises(ConfigError, c.register, "n", value="1", type=int)
+    assert "n" not in c

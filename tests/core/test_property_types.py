@@ -121,3 +121,28 @@ def test_register_type_through_the_client():
     assert c["sw1"] is True
     _raises(ConfigError, c.register, "n", value="1", type=int)
     assert "n" not in c
+
+
+def test_a_sealed_property_takes_type_too():
+    from arduino_iot_cloud.sealing import SealingContext
+    from arduino_iot_cloud.sealing.property import SealedProperty
+
+    secret = b"\x01" * 16
+    dev = SealingContext(secret, b"dev", b"own", volatile=True)
+    own = SealingContext(secret, b"own", b"dev", volatile=True)
+    seen = []
+    p = SealedProperty(dev, "lock", type=bool, on_write=lambda client, v: seen.append(v))
+    assert p.kind is bool and p.value is None
+    reg = _registry(p)
+    _write(reg, "lock", own.seal("lock", "x"))  # authentic, but not a bool: refused
+    assert p.value is None and seen == []
+    _write(reg, "lock", own.seal("lock", True))
+    assert p.value is True and seen == [True]
+    _raises(ConfigError, SealedProperty, dev, "n", value="1", type=int)
+    _raises(ConfigError, SealedProperty, dev, "b", type=bytes)  # a sealed value is never bytes
+    # Untyped: the latest authentic value wins, as for a plain property.
+    q = SealedProperty(dev, "code")
+    reg.add(q)
+    _write(reg, "code", own.seal("code", "x"))
+    _write(reg, "code", own.seal("code", 7))
+    assert q.value == 7

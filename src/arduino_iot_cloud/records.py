@@ -11,12 +11,13 @@
 # the cloud touches only the records it names, so a local change to any other
 # property is never lost while a message is being applied.
 #
-# A property's type is fixed by the device's code, never by the cloud:
-# register(type=bool) or value=, or else the first value the device sets
-# itself.  Until then the property takes any plain value the cloud sends, and
-# the latest one wins: one stray write ("x" to a switch) must not lock the
-# property so that every later good write is refused.  (Learning the type from
-# the first cloud value did exactly that; refusing a "conflicting" record
+# A property's type is declared by the device's code, never learnt from the
+# cloud: register(type=bool), or a value= to start from.  A property with
+# neither takes any plain value, from either side, and the latest one wins:
+# one stray write ("x" to a switch) must not lock the property so that every
+# later good write is refused.  (Learning the type from the first value seen
+# did exactly that, and a user callback that copies the stray value to
+# another property would lock that one too; refusing a "conflicting" record
 # cannot tell the stray one from the good one either.)  A change of type is
 # logged, naming type= as the way to refuse it.
 #
@@ -144,7 +145,7 @@ class Property:
         if not isinstance(name, str) or not name or name in RESERVED_NAMES or ":" in name:
             raise LocalError("invalid property name %r" % (name,))
         self.name = name
-        self.kind, value = declared_kind(name, type, value)  # None: fixed by the device's first set()
+        self.kind, value = declared_kind(name, type, value)  # None: untyped
         self.value = value
         self.dirty = value is not None
         self.registry = None  # set by Registry.add; told when the record changes
@@ -164,29 +165,16 @@ class Property:
         """A change made by the device; it will be published."""
         if value is None:
             raise ValueTypeError("property %s cannot be set to None" % self.name)
-        if self.kind is None:
-            self.kind = self._first_kind(value)
-            value = coerce(self.kind, value)
-        else:
-            try:
+        try:
+            if self.kind is None:  # untyped: any plain value (see the top of this file)
+                kind_of(value)
+            else:
                 value = coerce(self.kind, value)
-            except ValueTypeError as e:
-                raise ValueTypeError("property %s: %s" % (self.name, e))
-        if value != self.value or self.value is None:
+        except ValueTypeError as e:
+            raise ValueTypeError("property %s: %s" % (self.name, e))
+        if value != self.value or self.value is None or type(value) is not type(self.value):  # True == 1
             self.value = value
             self._changed()
-
-    def _first_kind(self, value):
-        # The device sets an untyped property: its type is fixed now.  A
-        # number of the kind the cloud last sent keeps that kind (22 for a
-        # property the cloud holds at 21.5 stays a float).
-        if self.value is not None:
-            try:
-                coerce(type(self.value), value)
-                return type(self.value)
-            except ValueTypeError:
-                pass
-        return kind_of(value)
 
     def _changed(self):
         if not self.dirty:
@@ -205,7 +193,7 @@ class Property:
             kind_of(value)
         else:
             value = coerce(self.kind, value)
-        changed = value != self.value or self.value is None
+        changed = value != self.value or self.value is None or type(value) is not type(self.value)
         self.value = value
         self.dirty = False
         return changed

@@ -88,26 +88,34 @@ def test_type_and_value_must_agree():
     _raises(ConfigError, Property, "e", type="bool")
 
 
-def test_the_device_fixes_the_type_of_an_untyped_property():
-    p = Property("p")
-    reg = _registry(p)
-    _write(reg, "p", "x")   # stray
-    p.set(True)             # the device's own value fixes bool
-    assert p.kind is bool
-    _write(reg, "p", "y")   # now refused
-    assert p.value is True
-    _write(reg, "p", False)
-    assert p.value is False
+def test_an_untyped_property_takes_the_latest_value_from_either_side():
+    # README's basic example: on_write copies sw1 to led, both registered with value=None.
+    # A stray "x" reaches led through the user's callback; it must not lock led either.
+    def on_switch(client, value):
+        led.set(value)
+
+    sw = Property("sw1", on_write=on_switch)
+    led = Property("led")
+    reg = _registry(sw, led)
+    _write(reg, "sw1", "x")
+    assert led.value == "x" and led.kind is None
+    _write(reg, "sw1", True)
+    assert sw.value is True and led.value is True
+    assert reg.changes() == [("led", True)]
+    led.set(1)  # 1 == True, but another type: a change, published
+    assert led.value == 1 and type(led.value) is int and reg.changes() == [("led", 1)]
+    assert "led" in _raises(ValueTypeError, led.set, [1])  # never a value the cloud cannot hold
 
 
-def test_a_device_number_keeps_the_kind_the_cloud_sent():
-    p = Property("temp")
-    reg = _registry(p)
-    _write(reg, "temp", 21.5)
-    p.set(22)  # stays a float property: a later 21.5 is not refused
-    assert p.value == 22.0 and type(p.value) is float
-    _write(reg, "temp", 21.5)
-    assert p.value == 21.5
+def test_value_declares_the_type_as_before():
+    # 1.4.1 scripts: register("n", value=0) makes an int property.
+    n = Property("n", value=0)
+    reg = _registry(n)
+    _write(reg, "n", "x")
+    assert n.value == 0
+    _write(reg, "n", 5.0)
+    assert n.value == 5 and type(n.value) is int
+    assert "n" in _raises(ValueTypeError, n.set, "y")
 
 
 def test_register_type_through_the_client():

@@ -31,7 +31,7 @@ class SealedProperty(Property):
             raise ValueTypeError("sealed property %s: a bool, int, float or str" % name)
         kind, value = declared_kind(name, type, value, _PLAIN)
         Property.__init__(self, name, None, on_read, on_write, interval)
-        self.kind = None if type is None else kind  # else fixed by the first set(), as for any property
+        self.kind = kind  # None: untyped, as for any property (records.py)
         self.context = context
         self.text = None  # the sealed text of the current value
         if value is not None:

@@ -3,13 +3,18 @@ must not lock a property (records.py), and register(type=...) refuses it on the
 device; the local cloud's set refuses a value of another type than the device
 reported (localcloud/writes.py), from Python and from the CLI."""
 
+import os
+import sys
+
 import pytest
 
 from arduino_iot_cloud.localcloud import cli
 from arduino_iot_cloud.localcloud.writes import BadWrite
-from e2e_helpers import MODES, make_client
+from e2e_helpers import MODES, WAIT, make_client, script_env
 
 TRANSPORT = "socket"
+BASIC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "examples", "basic.py")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -65,3 +70,20 @@ async def test_set_refuses_the_wrong_type_from_python_and_the_cli(local_cloud, d
     assert status == 0, err
     await d.until(lambda: seen == [True, 22.0], "the two good writes (seen: %r)" % seen)
     assert type(client["temp"]) is float
+
+
+def test_the_basic_example_survives_a_stray_string(local_cloud, device_factory, scripts):
+    # examples/basic.py (1.4.1's): sw1 and led both value=None, on_write copies sw1 to led.
+    # The stray "x" reaches led through the user's callback: it must not lock led either.
+    dev = device_factory(auth="password")
+    proc = scripts([sys.executable, BASIC],
+                   script_env(local_cloud, dev, DEVICE_ID=dev.device_id, SECRET_KEY=dev.secret))
+    local_cloud.wait_event(dev, "last_values", timeout=WAIT)
+    local_cloud.set(dev, "sw1", "x")
+    local_cloud.wait_for(dev, "led", "x", timeout=WAIT)
+    local_cloud.set(dev, "sw1", True)  # led's last report is "x": the cloud takes a bool for sw1 (never reported)
+    local_cloud.wait_for(dev, "led", True, timeout=WAIT)
+    local_cloud.set(dev, "sw1", False)
+    local_cloud.wait_for(dev, "led", False, timeout=WAIT)
+    out = proc.output()
+    assert "changed type from str to bool" in out and "Traceback" not in out, out[-3000:]

@@ -292,7 +292,7 @@ def _runtime_members(cls):
     return out
 
 
-def _stub_members(tree_names, cls_node, modules):
+def _stub_members(tree_names, cls_node):
     members = {}
     for node in cls_node.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -301,7 +301,7 @@ def _stub_members(tree_names, cls_node, modules):
             members[node.target.id] = [node]
     for base in cls_node.bases:
         if isinstance(base, ast.Name) and isinstance(tree_names.get(base.id), ast.ClassDef):
-            for n, v in _stub_members(tree_names, tree_names[base.id], modules).items():
+            for n, v in _stub_members(tree_names, tree_names[base.id]).items():
                 members.setdefault(n, v)
     return members
 
@@ -352,7 +352,7 @@ def _check_class(where, node, cls, tree_names, problems):
     if not inspect.isclass(cls):
         problems.append("%s: a class in the stub, a %s at runtime" % (where, type(cls).__name__))
         return
-    stub = _stub_members(tree_names, node, None)
+    stub = _stub_members(tree_names, node)
     # Every public member of the runtime class is in the stub.
     for name in sorted(_runtime_members(cls) - set(stub)):
         problems.append("%s.%s: at runtime, not in the stub" % (where, name))

@@ -62,7 +62,7 @@ async def test_set_refuses_the_wrong_type_from_python_and_the_cli(local_cloud, d
         return status, out, err
 
     status, _, err = run_cli("set", dev.device_id, "sw1", '"x"')
-    assert status != 0 and "sw1 is a bool, not a string" in err, err
+    assert status != 0 and "sw1 is a bool, not a string (the device reported false)" in err, err
     assert local_cloud.get(dev, "sw1") is False  # nothing stored, nothing sent
     status, _, err = run_cli("set", dev.device_id, "sw1", "true")
     assert status == 0, err

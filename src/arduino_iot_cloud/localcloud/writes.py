@@ -10,6 +10,7 @@ plain value.  No I/O here: the callers pass the reference value.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -47,7 +48,8 @@ def check_write(name: str, value: Any, reported: Any) -> Any:
     if isinstance(reported, dict):
         raise BadWrite("%s is a composite: write a dict of its fields" % name)
     if reported is not None and _kind(value) != _kind(reported):
-        raise BadWrite("%s is a %s, not a %s" % (name, _kind(reported), _kind(value)))
+        raise BadWrite("%s is a %s, not a %s (the device reported %s)"
+                       % (name, _kind(reported), _kind(value), json.dumps(reported, default=repr)))
     return _same_number_type(value, reported)
 
 

@@ -139,8 +139,10 @@ class ArduinoCloudClient:
 
     # --- properties ------------------------------------------------------------
     def register(self, aiotobj, coro=None, **kwargs):
-        """Register a property by name (value=, on_read=, on_write=, interval=,
-        sealed=), or a ready-made Property, composite (Location, ...) or Task."""
+        """Register a property by name (value=, type=, on_read=, on_write=,
+        interval=, sealed=), or a ready-made Property, composite (Location, ...)
+        or Task.  type= (bool, int, float, str) fixes the type: the cloud's
+        values of another type are refused (records.py)."""
         if kwargs.pop("sealed", False):
             aiotobj = self._sealed(aiotobj, kwargs)
         elif isinstance(aiotobj, str):

@@ -11,6 +11,16 @@
 # the cloud touches only the records it names, so a local change to any other
 # property is never lost while a message is being applied.
 #
+# A property's type is declared by the device's code, never learnt from the
+# cloud: register(type=bool), or a value= to start from.  A property with
+# neither takes any plain value, from either side, and the latest one wins:
+# one stray write ("x" to a switch) must not lock the property so that every
+# later good write is refused.  (Learning the type from the first value seen
+# did exactly that, and a user callback that copies the stray value to
+# another property would lock that one too; refusing a "conflicting" record
+# cannot tell the stray one from the good one either.)  A change of type is
+# logged, naming type= as the way to refuse it.
+#
 # Last values (the cloud's stored copy, fetched after every attach) follow one
 # rule: a property the device changed and has not published yet keeps the
 # device's value (it is published next); every other property takes the
@@ -20,7 +30,7 @@
 # never unregisters its property or breaks the connection.
 
 from .compat import getLogger
-from .errors import LocalError, UnsealError, ValueTypeError
+from .errors import ConfigError, LocalError, UnsealError, ValueTypeError
 
 log = getLogger("arduino_iot_cloud.records")
 
@@ -106,14 +116,36 @@ def kind_of(value):
     raise ValueTypeError("unsupported property value type %s" % t.__name__)
 
 
+def declared_kind(name, kind, value, kinds=_KINDS):
+    """The kind register(type=...) declares, with value= converted to it (ConfigError
+    when they disagree); None when neither is given."""
+    if kind is None:
+        return None if value is None else kind_of(value), value
+    if kind not in kinds:
+        raise ConfigError("property %s: type must be one of %s" % (name, ", ".join(k.__name__ for k in kinds)))
+    if value is not None:
+        try:
+            value = coerce(kind, value)
+        except ValueTypeError as e:
+            raise ConfigError("property %s: value=%r does not agree with type=%s (%s)"
+                              % (name, value, kind.__name__, e))
+    return kind, value
+
+
+def _family(value):
+    # int and float are one family: the cloud sends 22 for a float at times.
+    t = type(value)
+    return float if t is int else t
+
+
 class Property:
     """A plain property: bool, int, float, str or bytes."""
 
-    def __init__(self, name, value=None, on_read=None, on_write=None, interval=None):
+    def __init__(self, name, value=None, on_read=None, on_write=None, interval=None, type=None):
         if not isinstance(name, str) or not name or name in RESERVED_NAMES or ":" in name:
             raise LocalError("invalid property name %r" % (name,))
         self.name = name
-        self.kind = None if value is None else kind_of(value)
+        self.kind, value = declared_kind(name, type, value)  # None: untyped
         self.value = value
         self.dirty = value is not None
         self.registry = None  # set by Registry.add; told when the record changes
@@ -133,14 +165,14 @@ class Property:
         """A change made by the device; it will be published."""
         if value is None:
             raise ValueTypeError("property %s cannot be set to None" % self.name)
-        if self.kind is None:
-            self.kind = kind_of(value)
-        else:
-            try:
+        try:
+            if self.kind is None:  # untyped: any plain value (see the top of this file)
+                kind_of(value)
+            else:
                 value = coerce(self.kind, value)
-            except ValueTypeError as e:
-                raise ValueTypeError("property %s: %s" % (self.name, e))
-        if value != self.value or self.value is None:
+        except ValueTypeError as e:
+            raise ValueTypeError("property %s: %s" % (self.name, e))
+        if value != self.value or self.value is None or type(value) is not type(self.value):  # True == 1
             self.value = value
             self._changed()
 
@@ -154,10 +186,14 @@ class Property:
         """Apply a value from the cloud.  Returns True if it changed anything."""
         if last_values and self.dirty:
             return False
-        value = coerce(self.kind, value)
-        if self.kind is None:
-            self.kind = type(value)
-        changed = value != self.value or self.value is None
+        if self.kind is None:  # untyped: the cloud's latest value wins (see the top of this file)
+            if self.value is not None and _family(value) != _family(self.value):
+                log.warning("property %s changed type from %s to %s; register it with type= to refuse "
+                            "the wrong one", self.name, type(self.value).__name__, type(value).__name__)
+            kind_of(value)
+        else:
+            value = coerce(self.kind, value)
+        changed = value != self.value or self.value is None or type(value) is not type(self.value)
         self.value = value
         self.dirty = False
         return changed

@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     g2.set_defaults(func=cmd_get)
 
     s = sub.add_parser("set", help="write a property from the dashboard; VALUE is JSON: true, 21.5, '\"x\"', "
-                                   "'{\"lat\":1,\"lon\":2}'")
+                                   "'{\"lat\":1,\"lon\":2}'; refused when the device reported another type")
     s.add_argument("device")
     s.add_argument("name")
     s.add_argument("value")

@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from . import writes
 from .broker import HOST, Broker, _write_private, hash_passwords, port_is_free
 from .emulator import _MISSING, BROKER, CloudEmulator, DeviceRef
 from .otaserver import OtaServer
@@ -365,7 +366,11 @@ class LocalCloud:
 
     def set(self, ref: DeviceRef, name: str, value: Any, timeout: float = 5.0) -> None:
         """Write ``name = value`` from the dashboard (a dict for a composite property);
-        returns once the broker has accepted the message."""
+        returns once the broker has accepted the message.  A value of another type than
+        the device last reported for ``name`` raises BadWrite (a ValueError; writes.py)."""
+        reported = self._emulator().history(ref, name)
+        # Checked, then sent as given: the real cloud, too, may send 22 for a float.
+        writes.check_write(name, value, reported[-1] if reported else None)
         info = self._emulator().set(ref, name, value)
         info.wait_for_publish(timeout)
 

@@ -15,19 +15,23 @@
 
 from ..compat import getLogger
 from ..errors import UnsealError
-from ..records import Property, ValueTypeError, coerce
+from ..records import Property, ValueTypeError, coerce, declared_kind
 from . import message
 
 log = getLogger("arduino_iot_cloud.sealing")
+
+_PLAIN = (bool, int, float, str)
 
 
 class SealedProperty(Property):
     """A plain property (bool, int, float, str) whose value travels sealed."""
 
-    def __init__(self, context, name, value=None, on_read=None, on_write=None, interval=None):
-        if value is not None and type(value) not in (bool, int, float, str):
+    def __init__(self, context, name, value=None, on_read=None, on_write=None, interval=None, type=None):
+        if value is not None and value.__class__ not in _PLAIN:
             raise ValueTypeError("sealed property %s: a bool, int, float or str" % name)
+        kind, value = declared_kind(name, type, value, _PLAIN)
         Property.__init__(self, name, None, on_read, on_write, interval)
+        self.kind = kind  # None: untyped, as for any property (records.py)
         self.context = context
         self.text = None  # the sealed text of the current value
         if value is not None:
@@ -67,12 +71,10 @@ class SealedProperty(Property):
         if repeat and not last_values:
             log.info("sealed value of %s delivered again: already applied", self.name)
             return None
-        try:
+        try:  # untyped (kind None): any plain value, the latest wins (records.py)
             plain = coerce(self.kind, plain)
         except ValueTypeError as e:
             raise UnsealError(message.MALFORMED, "property %s: %s" % (self.name, e))
-        if self.kind is None:
-            self.kind = type(plain)
         changed = plain != self.value or self.value is None
         self.value = plain
         self.text = value

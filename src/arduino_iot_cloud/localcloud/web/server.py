@@ -339,8 +339,9 @@ class Dashboard:
         if not self.cloud.device(device_id).thing_id:
             raise _Refused(409, "device %s has no thing: nothing to write to" % device_id)
         current = self.cloud.values(device_id).get(name)
+        reported = self.cloud.history(device_id, name)  # the type reference (localcloud/writes.py)
         try:
-            value = view.check_write(name, body["value"], current)
+            value = view.check_write(name, body["value"], current, reported[-1] if reported else None)
         except view.BadWrite as exc:
             raise _Refused(400, str(exc)) from None
         await self._in_thread(self.cloud.set, device_id, name, value)

@@ -15,6 +15,10 @@ import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from .. import writes
+from ..writes import BadWrite, is_number  # noqa: F401 (the dashboard's server uses them from here)
+
+_SAME = object()
 CHART_POINTS = 120  # recent reports per numeric property sent with a snapshot
 
 # Field sets of the composite types (arduino_iot_cloud.records), most specific first.
@@ -87,11 +91,6 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def is_number(value: Any) -> bool:
-    """A finite int or float, not a bool: what a chart can draw."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def chart_points(history: List[Tuple[float, Any]]) -> List[List[float]]:
     """The last CHART_POINTS numeric reports as ``[time, value]`` pairs."""
     return [[t, v] for t, v in history if is_number(v)][-CHART_POINTS:]
@@ -118,69 +117,14 @@ def device(state: Dict[str, Any], last_seen: Optional[float]) -> Dict[str, Any]:
 
 # -- checking writes --------------------------------------------------------------------------
 
-class BadWrite(ValueError):
-    """A write the dashboard refuses; the message says why."""
 
+def check_write(name: str, value: Any, current: Any, reported: Any = _SAME) -> Any:
+    """The value to write to property ``name`` from the page, or BadWrite.
 
-def check_write(name: str, value: Any, current: Any) -> Any:
-    """The value to write to property ``name`` now holding ``current``, or BadWrite.
-
-    A value must keep the property's kind (a switch takes true/false, a number a
-    number, ...); a composite takes some of its own fields; sealed values are
-    written only by whoever holds the key, never from the dashboard.
+    ``current`` is the cloud's stored value, ``reported`` the device's last report (the
+    type reference, see localcloud/writes.py; ``current`` when not given).  Sealed values
+    are written only by whoever holds the key, never from the dashboard.
     """
-    if not isinstance(name, str) or not name or len(name) > 256:
-        raise BadWrite("a property name is a non-empty string")
-    kind = widget(current)
-    if kind == "sealed":
+    if widget(current) == "sealed" or (reported is not _SAME and widget(reported) == "sealed"):
         raise BadWrite("%s holds a sealed value: it cannot be written from the dashboard" % name)
-    if isinstance(value, dict):
-        if current is not None and not isinstance(current, dict):
-            raise BadWrite("%s is a %s, not a composite" % (name, kind))
-        if not value:
-            raise BadWrite("write at least one field of %s" % name)
-        for field, v in value.items():
-            if isinstance(current, dict) and field not in current:
-                raise BadWrite("%s has no field %r (fields: %s)" % (name, field, ", ".join(sorted(current))))
-            if not _scalar(v):
-                raise BadWrite("field %s:%s takes a bool, a number or a string" % (name, field))
-            if isinstance(current, dict) and current[field] is not None and _kind(v) != _kind(current[field]):
-                raise BadWrite("field %s:%s is a %s, not a %s" % (name, field, _kind(current[field]), _kind(v)))
-        return {field: _same_number_type(v, current.get(field) if isinstance(current, dict) else None)
-                for field, v in value.items()}
-    if not _scalar(value):
-        raise BadWrite("%s takes a bool, a number, a string or a dict of fields" % name)
-    if isinstance(current, dict):
-        raise BadWrite("%s is a composite: write a dict of its fields" % name)
-    if current is not None and _kind(value) != _kind(current):
-        raise BadWrite("%s is a %s, not a %s" % (name, _kind(current), _kind(value)))
-    return _same_number_type(value, current)
-
-
-def _same_number_type(value: Any, current: Any) -> Any:
-    """A number of the current value's type: JSON from a page cannot tell 22 from 22.0, so a
-    whole number sent for a float becomes a float, and a whole float sent for an int an int;
-    a fraction for an int is refused."""
-    if isinstance(value, bool) or isinstance(current, bool):
-        return value
-    if isinstance(current, float) and isinstance(value, int):
-        return float(value)
-    if isinstance(current, int) and isinstance(value, float):
-        if not value.is_integer():
-            raise BadWrite("%r is not a whole number, and the property holds one (%d)" % (value, current))
-        return int(value)
-    return value
-
-
-def _scalar(v: Any) -> bool:
-    return isinstance(v, (bool, str)) or is_number(v)
-
-
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    return type(v).__name__
+    return writes.check_write(name, value, current if reported is _SAME else reported)

@@ -1,0 +1,3 @@
+# Type stubs for cadata.py.
+
+CADATA: bytes

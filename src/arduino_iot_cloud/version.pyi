@@ -1,0 +1,3 @@
+# Type stubs for version.py.
+
+__version__: str

@@ -10,6 +10,7 @@ from .errors import (
     DecodeError as DecodeError,
     LocalError as LocalError,
     RemoteError as RemoteError,
+    SubscribeRefused as SubscribeRefused,
     TLSError as TLSError,
     TransportError as TransportError,
     UnsealError as UnsealError,

@@ -4,6 +4,7 @@
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar, overload
 
 from .records import Property, Task, _Kind, _OnRead, _OnWrite, _Value
+from .ota.updater import OTA
 from .sealing import SealingContext
 
 DEFAULT_SERVER: str
@@ -25,13 +26,13 @@ class ArduinoCloudClient:
     server: str
     port: int
     sealing: SealingContext | None
-    ota: Any
+    ota: OTA | None
     def __init__(self, device_id: str | bytes, username: str | bytes | None = None,
                  password: str | bytes | None = None, ssl_params: _SSLParams | None = None,
                  server: str | None = None, port: int | None = None, keepalive: int = 10,
                  ntp_server: str = "pool.ntp.org", ntp_timeout: float = 3, sync_mode: bool = False,
                  transport: str = "socket", reconnect_cap: float = 64.0,
-                 sealing: SealingContext | None = None, ota: Any = None) -> None: ...
+                 sealing: SealingContext | None = None, ota: OTA | None = None) -> None: ...
     # register("name", ...) makes a Property; a ready-made Property, composite
     # or Task is registered as it is and returned.
     @overload

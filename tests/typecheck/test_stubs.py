@@ -31,7 +31,7 @@ STUBS = {  # module -> its stub
     "arduino_iot_cloud.version": PKG / "version.pyi",
 }
 # Parameters the stubs announce before the runtime has them; each must go once it lands.
-PENDING = {"arduino_iot_cloud.client.ArduinoCloudClient.__init__": {"ota"}}  # OTA (ota/updater.py)
+PENDING: dict = {}  # names a stub may declare ahead of the runtime, per function
 # Keyword arguments a runtime **kwargs passes on, which the stub spells out.
 FORWARDED = {
     "arduino_iot_cloud.client.ArduinoCloudClient.register":

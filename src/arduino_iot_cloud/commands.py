@@ -1,4 +1,4 @@
-# Device commands (PROTOCOL.md, "Commands"): a CBOR tag number wrapping an array.
+# Device commands (docs/protocol.md, "Commands"): a CBOR tag number wrapping an array.
 #
 # Theory of operation
 # -------------------
@@ -140,15 +140,25 @@ def ota_progress_up(ota_id, state, state_data, time_us):
                                      int(state_data), int(time_us)])
 
 
-def check_thing_id(thing_id):
-    """Raise DecodeError unless thing_id is a str that is safe inside an MQTT topic name."""
+def thing_id_problem(thing_id):
+    """Why thing_id cannot become part of an MQTT topic name, or None if it can.
+    The one rule for thing ids, whichever variant brought them ("" is checked
+    by the callers: it means "no thing")."""
     if not isinstance(thing_id, str):
-        raise DecodeError("thing id must be a text string, not %s" % type(thing_id).__name__)
+        return "thing id must be a text string, not %s" % type(thing_id).__name__
     if len(thing_id) > THING_ID_MAX:
-        raise DecodeError("thing id longer than %d characters" % THING_ID_MAX)
+        return "thing id longer than %d characters" % THING_ID_MAX
     for c in "+#/\x00":
         if c in thing_id:
-            raise DecodeError("thing id %r contains %r, which is not allowed in a topic" % (thing_id, c))
+            return "thing id %r contains %r, which is not allowed in a topic" % (thing_id, c)
+    return None
+
+
+def check_thing_id(thing_id):
+    """Raise DecodeError unless thing_id is a str that is safe inside an MQTT topic name."""
+    problem = thing_id_problem(thing_id)
+    if problem is not None:
+        raise DecodeError(problem)
     return thing_id
 
 

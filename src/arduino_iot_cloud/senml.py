@@ -17,7 +17,8 @@
 #   - name = bn + n.  short_name = n when a non-empty bn applied, else None:
 #     the C++ device library ignores bn, so a cloud speaking to firmware may
 #     send bn="some-base", n="temp" meaning the property "temp"; callers look
-#     up `name` first and fall back to `short_name` (see PROTOCOL.md);
+#     up `name` first and fall back to `short_name` (see docs/protocol.md,
+#     "Values: SenML in CBOR");
 #   - value = v (+ bv if a base value is in force), or vs, vb, vd as sent;
 #     None when the record carries no value field (such a record is no write);
 #   - time = bt + t, bt alone, t alone, or None.  Relative times (RFC 8428:

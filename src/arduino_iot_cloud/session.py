@@ -86,12 +86,7 @@ class _Throttled:
 
 def valid_id(thing_id):
     """Rule 3: may this string become part of a topic name?"""
-    if not isinstance(thing_id, str) or not thing_id or len(thing_id) > 128:
-        return False
-    for ch in "+#/\x00":
-        if ch in thing_id:
-            return False
-    return True
+    return thing_id != "" and commands.thing_id_problem(thing_id) is None
 
 
 class DeviceSession:

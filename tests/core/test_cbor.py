@@ -1,6 +1,6 @@
 # The project's own CBOR codec.  Plain functions: pytest and tests/mpy_run.py
 # (MicroPython) both run them.  Vectors are from RFC 8949 appendix A and
-# PROTOCOL.md, written out by hand, not produced by the encoder under test.
+# docs/protocol.md, written out by hand, not produced by the encoder under test.
 
 from arduino_iot_cloud import cbor
 from arduino_iot_cloud.cbor import Simple, Tag, dumps, loads, undefined

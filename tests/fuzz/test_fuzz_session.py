@@ -120,10 +120,14 @@ def _topic(session, role, rng_thing):
 def _check_registry(reg, seen):
     for name, value in PLAIN:
         rec = reg.get(name)
-        if rec.value is not None:
-            assert rec.kind is not None and type(rec.value) is rec.kind, (name, rec.value, rec.kind)
-            if value is not None:
-                assert rec.kind is type(value), (name, rec.kind)
+        if value is not None:
+            # Typed by its initial value: the type never changes and the value always has it.
+            assert rec.kind is type(value), (name, rec.kind)
+            assert rec.value is None or type(rec.value) is rec.kind, (name, rec.value, rec.kind)
+        else:
+            # Untyped (value=None, no type=): any plain value, never a type fixed by one record.
+            assert rec.kind is None, (name, rec.kind)
+            assert rec.value is None or type(rec.value) in (bool, int, float, str, bytes), (name, rec.value)
     for name, cls in COMPOSITES:
         rec = reg.get(name)
         for field, kind in cls.FIELDS:

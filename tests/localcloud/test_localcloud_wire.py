@@ -1,4 +1,4 @@
-"""The emulator's own SenML/command codec (cbor2), against PROTOCOL.md's byte examples."""
+"""The emulator's own SenML/command codec (cbor2), against the byte examples of docs/protocol.md."""
 
 import struct
 

@@ -19,7 +19,7 @@ and answers per device ``variant``:
   TimezoneCommandDown on ``/a/d/<dev>/c/dw``;
 * ``"both"``: all of the above.
 
-Choices PROTOCOL.md leaves open: the retained ``e/i`` pack always holds all three
+Choices docs/protocol.md leaves open: the retained ``e/i`` pack always holds all three
 records, with ``thing_id`` "" when the device has no thing (also after a detach);
 a timezone change republishes the whole pack (a device must treat an unchanged
 thing_id as a no-op); LastValuesBegin from a device without a thing goes

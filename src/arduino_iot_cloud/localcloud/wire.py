@@ -15,7 +15,7 @@ import cbor2
 BVER, BN, BT, BU, BV, BS = -1, -2, -3, -4, -5, -6
 N, U, V, VS, VB, S, T, UT, VD = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
-# Command tags (PROTOCOL.md)
+# Command tags (docs/protocol.md, "Commands")
 OTA_BEGIN_UP = 0x010000
 OTA_UPDATE_DOWN = 0x010100
 OTA_PROGRESS_UP = 0x010200

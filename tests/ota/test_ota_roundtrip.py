@@ -140,3 +140,18 @@ def test_install_file_agrees_with_pack_file(tmp_path):
     shutil.copytree(EXAMPLE_APP, str(app))
     sha = pack.pack_file(str(app), str(tmp_path / "a.ota"))
     assert install_file(str(tmp_path / "root"), str(tmp_path / "a.ota")).hex() == sha
+
+
+def test_pack_command_refuses_bad_input_clearly(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("VERSION = 1\n")
+    os.symlink("main.py", str(app / "link.py"))
+    out = run_cli("pack", str(app), "-o", str(tmp_path / "a.ota"))
+    assert out.returncode == 2 and "symbolic link" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    out = run_cli("pack", str(tmp_path / "missing"), "-o", str(tmp_path / "a.ota"))
+    assert out.returncode == 2 and "not a directory" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "a.ota").exists()
+    os.unlink(str(app / "link.py"))
+    out = run_cli("pack", str(app), "-o", str(tmp_path / "a.ota"))
+    assert out.returncode == 0 and pack.pack_file(str(app), str(tmp_path / "b.ota")) in out.stdout, out.stdout

@@ -155,3 +155,15 @@ def test_pack_command_refuses_bad_input_clearly(tmp_path):
     os.unlink(str(app / "link.py"))
     out = run_cli("pack", str(app), "-o", str(tmp_path / "a.ota"))
     assert out.returncode == 0 and pack.pack_file(str(app), str(tmp_path / "b.ota")) in out.stdout, out.stdout
+
+
+def test_the_cloud_computes_finalsha256_as_the_device_does():
+    # A stream (not one pack makes) that copies from ring cells 2040-2041 before any data
+    # reached them: zeros for the device (and the C++ library), so for the cloud's check too.
+    import binascii
+    import struct
+
+    stream = bytes([0b01111111, 0b01000000])  # flag 0, position 2040, length code 0: copy 2
+    body = struct.pack("<I", 0x50594150) + pack.VERSION + stream
+    blob = struct.pack("<II", len(body), binascii.crc32(body)) + body
+    assert pack.read_ota_file(blob) == bytes(LZSSDecoder().feed(stream)) == b"\x00\x00"

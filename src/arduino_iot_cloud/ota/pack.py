@@ -188,9 +188,12 @@ def read_ota_file(blob: bytes) -> bytes:
 
     The cloud reads the file with the device's own header reader and streaming
     decoder (otafile.py, lzss.py) rather than a second implementation: a file the
-    cloud accepts is then one the device decodes to the same bytes.  A separate
-    decoder here would only be a check of pack's encoder, and the round-trip
-    tests (tests/ota/test_ota_roundtrip.py) do that job against the device's.
+    cloud accepts is then one the device decodes to the same bytes, and so the
+    SHA-256 sent as finalSha256 is the one the device computes.  (A second
+    decoder here filled the whole ring with spaces where the device, like the C++
+    library, leaves the last F cells zero: a stream that reads them decoded to
+    other bytes.)  Checking pack's encoder is the round-trip tests' job
+    (tests/ota/test_ota_roundtrip.py), against the device's decoder.
     """
     if len(blob) < HEADER_SIZE:
         raise PackError("not an OTA file: %d bytes, shorter than the 20-byte header" % len(blob))

@@ -163,7 +163,7 @@ def test_the_cloud_computes_finalsha256_as_the_device_does():
     import binascii
     import struct
 
-    stream = bytes([0b01111111, 0b01000000])  # flag 0, position 2040, length code 0: copy 2
+    stream = bytes([0b01111111, 0b10000000])  # flag 0, position 2040, length code 0: copy 2
     body = struct.pack("<I", 0x50594150) + pack.VERSION + stream
     blob = struct.pack("<II", len(body), binascii.crc32(body)) + body
     assert pack.read_ota_file(blob) == bytes(LZSSDecoder().feed(stream)) == b"\x00\x00"

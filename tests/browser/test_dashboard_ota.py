@@ -61,7 +61,8 @@ def test_upload_an_ota_file_and_watch_it(page, local_cloud, device_factory, tmp_
 
         wait(page, lambda p: "Reboot" in states(p), "the device's progress up to Reboot", timeout=30)
         shown = states(page)
-        assert shown[:4] == ["sent", "OtaAvailable", "StartOTA", "Fetch"] and shown[-2:] == ["FlashOTA", "Reboot"], shown
+        assert shown[:4] == ["sent", "OtaAvailable", "StartOTA", "Fetch"], shown
+        assert shown[-2:] == ["FlashOTA", "Reboot"], shown
         assert [p["state"] for k, p in local_cloud.events(dev, since=mark)
                 if k == "ota_progress" and p["id"] == ota_id] == shown[1:], "each report shown once, in order"
         wait(page, lambda p: sha2 in sha_cell(p), "version 2's SHA-256 in the devices table", timeout=WAIT)

@@ -16,7 +16,7 @@ from arduino_iot_cloud.ota import install_file, pack
 from otatools import HttpsFileServer, bundle, example_app, literal_lzss, make_tar, ota_file
 
 OTA_UPDATE_DOWN = 0x010100
-AVAILABLE, START, FETCH, FLASH, REBOOT, FAIL, UNAVAILABLE = 3, 4, 5, 6, 7, 8, 9
+FLASH, REBOOT = 6, 7  # OtaProgressCmdUp states, as read from c/up by the test server tests
 ZERO = bytes(32)
 
 
@@ -345,30 +345,31 @@ def test_an_update_survives_a_broker_restart(local_cloud, device_factory, tmp_pa
     local_cloud.wait_for(dev, "version", 2, timeout=30)
 
 
-def test_without_ota_the_device_answers_unavailable(local_cloud, device_factory, watch):
+def test_without_ota_the_device_answers_unavailable(local_cloud, device_factory, tmp_path):
     from arduino_iot_cloud import ArduinoCloudClient
 
     dev = device_factory()
-    up = watch(dev)
+    mark = local_cloud.mark(dev)
     client = ArduinoCloudClient(dev.device_id, password=dev.secret, server=local_cloud.host,
                                 port=local_cloud.password_port, ssl_params={"cafile": local_cloud.ca_file},
                                 sync_mode=True)
     client.start()
     try:
-        ota_id = send_update(local_cloud, dev, "https://127.0.0.1/x.ota", ZERO)
+        path, _ = pack_app(tmp_path, "v2", example_app(2))
+        ota_id = local_cloud.send_ota(dev, path)
         import time
 
         deadline = time.monotonic() + 10
-        while not up.states(ota_id) and time.monotonic() < deadline:
+        while not progress(local_cloud, dev, ota_id) and time.monotonic() < deadline:
             client.update()
             time.sleep(0.01)
-        assert up.states(ota_id)[0][0] == UNAVAILABLE
-        assert not [e for e in up.entries if e[0] == "ota_begin"], "no OtaBeginUp without ota="
+        assert progress(local_cloud, dev, ota_id) == [("OTAUnavailable", 0)]
+        assert not [e for e in local_cloud.events(dev, mark) if e[0] == "ota_begin"], "no OtaBeginUp without ota="
     finally:
         client.stop()
 
 
-def test_paho_transport_and_a_restart_of_ones_own(local_cloud, device_factory, tmp_path, file_server, watch):
+def test_paho_transport_and_a_restart_of_ones_own(local_cloud, device_factory, tmp_path):
     # In-process, sync mode, paho doing the MQTT; restart= replaces the default.
     import time
 
@@ -378,22 +379,22 @@ def test_paho_transport_and_a_restart_of_ones_own(local_cloud, device_factory, t
 
     dev = device_factory()
     root, sha1 = provision(tmp_path)
-    up = watch(dev)
     restarted = []
     client = ArduinoCloudClient(dev.device_id, password=dev.secret, server=local_cloud.host,
                                 port=local_cloud.password_port, ssl_params={"cafile": local_cloud.ca_file},
-                                sync_mode=True, transport="paho", ota=OTA(str(root), restart=lambda: restarted.append(1)))
+                                sync_mode=True, transport="paho",
+                                ota=OTA(str(root), restart=lambda: restarted.append(1)))
     client.start()
     try:
-        up.begin(sha1)
-        url, sha2 = serve(file_server, "v2.ota", example_app(2))
-        ota_id = send_update(local_cloud, dev, url, sha2)
+        wait_begin(local_cloud, dev, sha1)
+        path, sha2 = pack_app(tmp_path, "v2", example_app(2))
+        ota_id = local_cloud.send_ota(dev, path)
         deadline = time.monotonic() + 30
         while not restarted and time.monotonic() < deadline:
             client.update()
             time.sleep(0.002)
-        assert restarted == [1], up.describe()
-        assert [s for s, _ in up.states(ota_id)][-1] == REBOOT
+        assert restarted == [1], progress(local_cloud, dev, ota_id)
+        assert progress(local_cloud, dev, ota_id)[-1] == ("Reboot", 0)
         assert slots.read_state(str(root))["trial"] == 1
         assert open(os.path.join(app_dir(str(root)), "main.py")).read().count("VERSION = 2") == 1
     finally:

@@ -199,8 +199,6 @@ def test_commands_detach_reassign_timezone(page, device_factory, device_thread, 
     wait(page, lambda p: "detached" in p.find_element(By.CSS_SELECTOR, card + " .thing").text, "detached")
     assert page.find_elements(By.CSS_SELECTOR, card + " .prop") == []  # no thing, no properties
 
-    # OTA has its place on the card, not its function yet.
-    assert not page.find_element(By.CSS_SELECTOR, card + " .ota-slot button").is_enabled()
 
 
 def test_a_refused_write_is_shown(page, device_factory, device_thread, local_cloud):

@@ -2,6 +2,7 @@
 clear error and changes nothing, good writes reach the device; the token lives in the
 0600 admin file and ``run`` prints the address with it."""
 
+import hashlib
 import json
 import os
 import re
@@ -80,7 +81,6 @@ def test_a_write_without_the_token_is_refused(dashboard, local_cloud, target, he
     ("timezone", {"offset": "1h", "until": 1}, 400, "offset"),
     ("timezone", {"offset": 3600, "until": -1}, 400, "until"),
     ("reassign", {"thing_id": "a/b/#"}, 400, "thing id"),
-    ("ota", {}, 501, "OTA"),
 ])
 def test_bad_input_gets_a_clear_error_and_changes_nothing(dashboard, local_cloud, target, path, body, status, words):
     dev, d, base = target
@@ -184,3 +184,36 @@ def test_the_device_library_never_imports_the_dashboard():
             "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'arduino_iot_cloud.localcloud.web'))))")
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_ota_upload_is_checked_before_anything_is_sent(dashboard, local_cloud, target, tmp_path, monkeypatch):
+    import binascii
+    import struct
+
+    from arduino_iot_cloud.localcloud.web import server
+    from arduino_iot_cloud.ota import pack
+
+    dev, d, base = target
+    good = pack.build_ota_file(b"print('v2')\n" * 40)
+    crc_bad = good[:-1] + bytes([good[-1] ^ 1])
+    body = struct.pack("<I", 0x23418054) + good[12:]
+    magic_bad = struct.pack("<II", len(body), binascii.crc32(body)) + body
+    mark = local_cloud.mark(dev)
+    for raw, status, words in [(b"", 400, "request body"), (good[:-3], 400, "header says"),
+                               (crc_bad, 400, "CRC-32"), (magic_bad, 400, "magic number 0x23418054"),
+                               (good[:10], 400, "20-byte header")]:
+        code, answer = post(base + "ota", None, dashboard.token, raw=raw)
+        assert (code, words in answer.get("error", "")) == (status, True), answer
+    assert post(base + "ota", None, None, raw=good)[0] == 401
+    monkeypatch.setattr(server, "OTA_FILE_MAX", len(good) - 1)
+    code, answer = post(base + "ota", None, dashboard.token, raw=good)
+    assert code == 413 and "at most" in answer["error"]
+    monkeypatch.undo()
+    assert [e for e in local_cloud.events(dev, since=mark) if e[0].startswith("ota")] == []
+    # The same file whole goes out, with the SHA-256 of its payload as finalSha256.
+    code, answer = post(base + "ota", None, dashboard.token, raw=good)
+    assert code == 200 and answer["sha256"] == hashlib.sha256(pack.read_ota_file(good)).hexdigest()
+    sent = local_cloud.wait_event(dev, "ota_sent", since=mark)
+    assert sent["id"] == answer["id"] and sent["final_sha"] == answer["sha256"]
+    # this device was made without ota=: it answers OTAUnavailable
+    local_cloud.wait_ota(dev, "OTAUnavailable", answer["id"], since=mark)

@@ -1,7 +1,8 @@
 """Building OTA files and serving them, for the OTA tests (device side).
 
-The cloud side's packer (ota/pack.py) is built elsewhere; these tests make
-files from the format's facts alone: a deterministic ustar archive
+The e2e tests pack real files with the cloud side's packer (ota/pack.py); the
+format tests, and the damaged files the packer would never write, are made
+here from the format's facts alone, independent of it: a deterministic ustar archive
 (tarfile), a literal-only LZSS stream (every byte as flag 1 + 8 bits, MSB
 first: a valid stream any decoder of the format must read), and the 20-byte
 header.  HttpsFileServer serves a directory over HTTPS on 127.0.0.1 with a

@@ -18,9 +18,14 @@ import tarfile
 import pytest
 
 from arduino_iot_cloud.ota import pack
+from arduino_iot_cloud.ota.lzss import LZSSDecoder
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src", "arduino_iot_cloud")
 UNWRITTEN = None  # ring cells N-F..N-1 before the data fills them: reading one is an encoder bug
+
+
+def device_decode(stream):
+    return bytes(LZSSDecoder().feed(stream))
 
 
 def reference_decode(stream):
@@ -105,7 +110,7 @@ def test_hand_vectors(data, bits, why):
     stream = bits_to_bytes(bits)
     assert reference_decode(stream) == data  # the hand-made stream says what we think it says
     assert pack.lzss_encode(data) == stream
-    assert pack.lzss_decode(stream) == data
+    assert device_decode(stream) == data
 
 
 def test_same_stream_as_the_cpp_tools_encoder():
@@ -153,14 +158,14 @@ def test_round_trip_random():
             data = bytes(rng.choice(alphabet) for _ in range(size))
             stream = pack.lzss_encode(data)
             assert reference_decode(stream) == data, (size, alphabet[:4])
-            assert pack.lzss_decode(stream) == data
+            assert device_decode(stream) == data
 
 
 def test_round_trip_real_sources_compress_well():
     data = pack.app_tar(SRC)
     stream = pack.lzss_encode(data)
     assert reference_decode(stream) == data
-    assert pack.lzss_decode(stream) == data
+    assert device_decode(stream) == data
     ratio = len(stream) / len(data)
     assert ratio < 0.5, ratio  # Python sources (and tar headers): well under half
 

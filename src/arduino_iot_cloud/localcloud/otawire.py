@@ -16,6 +16,7 @@ from typing import Any, Dict, List
 
 import cbor2
 
+from ..ota.errors import NAMES
 from .wire import OTA_BEGIN_UP, OTA_PROGRESS_UP, OTA_UPDATE_DOWN, WireError, encode_command
 
 STATES = {0: "Resume", 1: "OtaBegin", 2: "Idle", 3: "OtaAvailable", 4: "StartOTA", 5: "Fetch", 6: "FlashOTA",
@@ -29,6 +30,8 @@ ERRORS = {-1: "NoCapableBootloader", -2: "NoOtaStorage", -3: "OtaStorageInit", -
           -14: "HttpResponse", -15: "StorageEnd", -16: "StorageConfig", -17: "Library", -18: "Modem",
           -19: "OpenUpdateFile", -20: "WriteUpdateFile", -21: "Reformat", -22: "Unmount", -23: "Rename",
           -24: "CaStorageInit", -25: "CaStorageOpen"}
+# and this library's own (-200 and below), named where the device defines them
+ERRORS.update((code, name) for code, name in NAMES.items() if code <= -200)
 
 ID_SIZE = 16
 SHA_SIZE = 32

@@ -22,10 +22,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     install.add_argument("file")
     args = parser.parse_args(argv)
     if args.command == "pack":
-        from arduino_iot_cloud.ota.pack import pack_file
+        from arduino_iot_cloud.ota.pack import PackError, pack_file
 
-        pack_file(args.app_dir, args.output)
-        print("wrote %s" % args.output)
+        try:
+            sha = pack_file(args.app_dir, args.output)
+        except PackError as e:
+            print("error: %s" % e, file=sys.stderr)
+            return 2
+        except OSError as e:
+            print("error: cannot pack %s into %s: %s" % (args.app_dir, args.output, e.strerror or e),
+                  file=sys.stderr)
+            return 2
+        print("wrote %s (payload SHA-256 %s)" % (args.output, sha))
         return 0
     from arduino_iot_cloud.ota import install_file
     from arduino_iot_cloud.ota.errors import OtaError

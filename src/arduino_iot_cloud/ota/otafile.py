@@ -23,6 +23,22 @@ HEADER_SIZE = 20
 MAGIC = 0x50594150
 
 
+def read_header(h, total=None):
+    """Check the 20-byte header `h` (magic, and the length against `total`,
+    the whole file's size, when known); return (length, crc32).  The cloud
+    checks a file with this too before it sends it (ota/pack.py)."""
+    length, crc, magic = struct.unpack("<III", bytes(h[:12]))
+    if magic != MAGIC:
+        raise OtaError(errors.MAGIC_NUMBER, "magic number 0x%08x is not a Python application bundle's "
+                       "(0x%08x)" % (magic, MAGIC))
+    if length < 12:
+        raise OtaError(errors.HEADER_LENGTH, "header length %d is shorter than the header" % length)
+    if total is not None and total != length + 8:
+        raise OtaError(errors.HEADER_LENGTH, "the file has %d bytes, its header says %d"
+                       % (total, length + 8))
+    return length, crc
+
+
 class OtaReader:
     """Check and extract an OTA file into `dest`.
 
@@ -72,17 +88,7 @@ class OtaReader:
                 self._tar_error = e
 
     def _header(self, h):
-        length, crc, magic = struct.unpack("<III", h[:12])
-        if magic != MAGIC:
-            raise OtaError(errors.MAGIC_NUMBER, "magic number 0x%08x is not a Python application bundle's "
-                           "(0x%08x)" % (magic, MAGIC))
-        if length < 12:
-            raise OtaError(errors.HEADER_LENGTH, "header length %d is shorter than the header" % length)
-        if self.total is not None and self.total != length + 8:
-            raise OtaError(errors.HEADER_LENGTH, "the file has %d bytes, its header says %d"
-                           % (self.total, length + 8))
-        self.length = length
-        self.expected_crc = crc
+        self.length, self.expected_crc = read_header(h, self.total)
 
     def finish(self):
         """Check the whole file; return the SHA-256 of the payload (bytes)."""

@@ -45,6 +45,10 @@ import struct
 import tarfile
 from typing import List, Tuple
 
+from .errors import OtaError
+from .lzss import LZSSDecoder
+from .otafile import HEADER_SIZE, MAGIC as MAGIC_PYTHON_APP, read_header
+
 EI = 11  # bits of a ring position
 EJ = 4  # bits of a match length
 P = 1  # a match must be longer than this
@@ -52,9 +56,7 @@ N = 1 << EI  # ring size: 2048
 F = (1 << EJ) + P  # longest match: 17
 MIN_MATCH = P + 1  # 2
 
-MAGIC_PYTHON_APP = 0x50594150
 VERSION = bytes(7) + b"\x40"
-HEADER_SIZE = 20
 
 # Directories never packed: CPython writes them beside the sources when it imports
 # them, which would change an installed application's SHA-256.
@@ -113,40 +115,6 @@ def lzss_encode(data: bytes) -> bytes:
     if nbits:
         whole = (nbits + 7) >> 3 << 3
         out += (acc << (whole - nbits)).to_bytes(whole >> 3, "big")  # zero padding
-    return bytes(out)
-
-
-def lzss_decode(stream: bytes) -> bytes:
-    """Decompress an LZSS stream (the cloud's own check of a file before serving it)."""
-    ring = bytearray(b" " * N)
-    r = N - F
-    out = bytearray()
-    total = len(stream) * 8
-    bit = 0
-
-    def take(n: int) -> int:
-        nonlocal bit
-        value = int.from_bytes(stream[bit >> 3:(bit + n + 7) >> 3], "big")
-        value >>= (8 - (bit + n) % 8) % 8
-        bit += n
-        return value & ((1 << n) - 1)
-
-    while total - bit >= 9:
-        if take(1):
-            c = take(8)
-            out.append(c)
-            ring[r] = c
-            r = (r + 1) & (N - 1)
-        elif total - bit >= EI + EJ:
-            pos = take(EI)
-            length = take(EJ) + MIN_MATCH
-            for k in range(length):
-                c = ring[(pos + k) & (N - 1)]
-                out.append(c)
-                ring[r] = c
-                r = (r + 1) & (N - 1)
-        else:
-            break
     return bytes(out)
 
 
@@ -215,18 +183,27 @@ def build_ota_file(payload: bytes, magic: int = MAGIC_PYTHON_APP) -> bytes:
     return struct.pack("<II", len(body), binascii.crc32(body)) + body
 
 
-def read_ota_file(blob: bytes, magic: int = MAGIC_PYTHON_APP) -> bytes:
-    """Check an OTA file's header (length, CRC-32, magic) and return its decompressed payload."""
+def read_ota_file(blob: bytes) -> bytes:
+    """Check an OTA file as the device will (length, CRC-32, magic) and return its payload.
+
+    The cloud reads the file with the device's own header reader and streaming
+    decoder (otafile.py, lzss.py) rather than a second implementation: a file the
+    cloud accepts is then one the device decodes to the same bytes, and so the
+    SHA-256 sent as finalSha256 is the one the device computes.  (A second
+    decoder here filled the whole ring with spaces where the device, like the C++
+    library, leaves the last F cells zero: a stream that reads them decoded to
+    other bytes.)  Checking pack's encoder is the round-trip tests' job
+    (tests/ota/test_ota_roundtrip.py), against the device's decoder.
+    """
     if len(blob) < HEADER_SIZE:
         raise PackError("not an OTA file: %d bytes, shorter than the 20-byte header" % len(blob))
-    length, crc, found = struct.unpack_from("<III", blob)
-    if length != len(blob) - 8:
-        raise PackError("OTA header says %d bytes after length and CRC, the file has %d" % (length, len(blob) - 8))
+    try:
+        _, crc = read_header(blob[:HEADER_SIZE], len(blob))
+    except OtaError as exc:
+        raise PackError(exc.args[0]) from None
     if binascii.crc32(blob[8:]) != crc:
         raise PackError("OTA file CRC-32 mismatch: header 0x%08x, content 0x%08x" % (crc, binascii.crc32(blob[8:])))
-    if found != magic:
-        raise PackError("OTA magic number 0x%08x, expected 0x%08x" % (found, magic))
-    return lzss_decode(blob[HEADER_SIZE:])
+    return bytes(LZSSDecoder().feed(blob[HEADER_SIZE:]))
 
 
 def pack_file(app_dir: str, out_path: str) -> str:

@@ -75,12 +75,17 @@ class TarExtractor:
         self._pad = 0                # padding to skip after it
         self._ended = False          # the end-of-archive block was seen
 
-    def _open(self, parts):
+    def _open(self, parts, executable):
         path = self.dest + "/" + "/".join(parts)
         try:
             if len(parts) > 1:
                 makedirs(self.dest + "/" + "/".join(parts[:-1]))
-            return open(path, "wb")
+            f = open(path, "wb")
+            # Keep the executable bit pack.py records (0755), so that packing the
+            # installed tree again gives the same SHA-256.  MicroPython has no chmod.
+            if executable and hasattr(os, "chmod"):
+                os.chmod(path, 0o755)
+            return f
         except OSError as e:
             raise errors.storage_error(e, path)
 
@@ -142,7 +147,7 @@ class TarExtractor:
         if kind in (48, 0):  # '0' or NUL: a regular file
             if not parts:
                 raise _bad("tar member %r has no file name" % path)
-            self._file = self._open(parts)
+            self._file = self._open(parts, _octal(h[100:108], "mode") & 0o111)
             self._left = size
             self._pad = -size % _BLOCK
             if not size:

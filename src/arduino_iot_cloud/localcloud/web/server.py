@@ -20,17 +20,27 @@ threads); the server's loop records last-seen times, refused logins and chart
 points, and pushes each changed device to the open pages at most every
 PUSH_INTERVAL.  A page gets one snapshot when it connects (devices, their
 values and each numeric property's recent history), then only changes.
+
+OTA
+---
+``POST /api/devices/<id>/ota`` takes an OTA file as the raw request body (at
+most OTA_FILE_MAX bytes), checks it as the device will (header length, CRC-32,
+magic, LZSS: ``ota.pack.read_ota_file``) and sends it with ``send_ota``.  The
+device's progress reports reach the pages at once as ``{"type": "ota"}``
+messages; the SHA-256 it reports after the restart arrives in its row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,7 +49,9 @@ from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, T
 from aiohttp import WSMsgType, web
 
 from ..broker import HOST, _write_private, port_is_free
+from ...ota.pack import PackError, read_ota_file
 from ..emulator import BROKER, CloudEmulator
+from ..otawire import describe_progress
 from . import view
 
 log = logging.getLogger(__name__)
@@ -51,6 +63,7 @@ PUSH_INTERVAL = 0.05   # seconds: device updates are coalesced to at most one pu
 REFUSED_MAX = 50       # refused logins kept for the page
 QUEUE_MAX = 2000       # messages waiting for one page; a page that falls further behind is dropped
 AUTH_TIMEOUT = 10.0    # seconds a new live connection has to send its token
+OTA_FILE_MAX = 16 * 1024 * 1024  # the largest OTA file the page may upload
 _THING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -152,7 +165,7 @@ class Dashboard:
         app.router.add_post("/api/devices/{device_id}/detach", self._authorized(self._detach))
         app.router.add_post("/api/devices/{device_id}/reassign", self._authorized(self._reassign))
         app.router.add_post("/api/devices/{device_id}/timezone", self._authorized(self._timezone))
-        app.router.add_post("/api/devices/{device_id}/ota", self._authorized(self._ota))
+        app.router.add_post("/api/devices/{device_id}/ota", self._authorized(self._ota, json_body=False))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -224,6 +237,12 @@ class Dashboard:
             return
         if kind in view.DEVICE_KINDS:
             self._last_seen[device_id] = when
+        if kind == "ota_progress" and isinstance(detail, dict):
+            self._broadcast({"type": "ota", "device_id": device_id, "id": detail.get("id"),
+                             "state": detail.get("state"), "text": describe_progress(detail)})
+        elif kind == "ota_sent" and isinstance(detail, dict):
+            self._broadcast({"type": "ota", "device_id": device_id, "id": detail.get("id"), "state": "sent",
+                             "text": "sent, SHA-256 %s" % detail.get("final_sha")})
         if kind == "values" and isinstance(detail, dict):
             for name, value in detail.items():
                 if view.is_number(value):
@@ -268,7 +287,7 @@ class Dashboard:
                               for p in row["properties"] if p["widget"] == "number"}
             devices.append(row)
         return {"type": "snapshot", "time": time.time(), "devices": devices, "refused": list(self._refused),
-                "ota": False}
+                "ota": True}
 
     def _refusal(self, when: float, detail: Any) -> Dict[str, Any]:
         """A refused login as the page lists it, with the listener's name for its port."""
@@ -301,9 +320,10 @@ class Dashboard:
     def _token_ok(self, token: Any) -> bool:
         return isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode())
 
-    def _authorized(self, handler: Callable[..., Awaitable[Any]]
+    def _authorized(self, handler: Callable[..., Awaitable[Any]], json_body: bool = True
                     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """A POST handler behind the token, answering JSON (``{"ok": true, ...}`` or an error)."""
+        """A POST handler behind the token, answering JSON (``{"ok": true, ...}`` or an error).
+        ``json_body=False``: the handler reads the body itself (it gets ``{}``)."""
         async def guarded(request: web.Request) -> web.StreamResponse:
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not self._token_ok(token.strip()):
@@ -315,7 +335,7 @@ class Dashboard:
             except KeyError:
                 raise _Refused(404, "no device %s" % device_id) from None
             try:
-                body = await request.json() if request.can_read_body else {}
+                body = await request.json() if json_body and request.can_read_body else {}
             except ValueError:
                 raise _Refused(400, "the request body is not JSON") from None
             if not isinstance(body, dict):
@@ -366,9 +386,30 @@ class Dashboard:
             raise _Refused(400, "until is a unix time in whole seconds (0 to 2^32 - 1)")
         await self._in_thread(self.cloud.send_timezone, device_id, offset, until)
 
-    async def _ota(self, request: web.Request, device_id: str, body: Dict[str, Any]) -> None:
-        # The place for "send an OTA file and watch its progress": OTA is built separately.
-        raise _Refused(501, "OTA updates are not available in this local cloud yet")
+    async def _ota(self, request: web.Request, device_id: str, body: Dict[str, Any]) -> Dict[str, Any]:
+        too_big = _Refused(413, "an OTA file here is at most %d bytes" % OTA_FILE_MAX)
+        if request.content_length is not None and request.content_length > OTA_FILE_MAX:
+            raise too_big
+        blob = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            blob += chunk
+            if len(blob) > OTA_FILE_MAX:
+                raise too_big
+        if not blob:
+            raise _Refused(400, "send the OTA file as the request body")
+        return await self._in_thread(self._send_ota_file, device_id, bytes(blob))
+
+    def _send_ota_file(self, device_id: str, blob: bytes) -> Dict[str, Any]:
+        """Check an uploaded OTA file as the device will, then send it (in a worker thread)."""
+        try:
+            final_sha = hashlib.sha256(read_ota_file(blob)).hexdigest()
+        except PackError as exc:
+            raise _Refused(400, "not a Python application OTA file: %s" % exc) from None
+        with tempfile.TemporaryDirectory(prefix="dashboard-ota-") as tmp:
+            path = Path(tmp) / "upload.ota"
+            path.write_bytes(blob)
+            ota_id = self.cloud.send_ota(device_id, path, final_sha=final_sha)  # serves a copy
+        return {"id": ota_id, "sha256": final_sha}
 
     async def _live(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=20)

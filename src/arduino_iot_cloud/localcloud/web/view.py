@@ -105,13 +105,14 @@ def properties(values: Dict[str, Any]) -> List[Dict[str, Any]]:
 def device(state: Dict[str, Any], last_seen: Optional[float]) -> Dict[str, Any]:
     """A device row and its properties, from the emulator's ``state()`` snapshot.
 
-    ``sha256``: the firmware hash the device reports, once the cloud records one (OTA).
+    ``sha256``: the SHA-256 of the application the device last reported (OtaBeginUp; the
+    emulator's ``ota_sha``), None until it reports one.
     """
     return {
         "device_id": state["device_id"], "auth": state["auth"], "variant": state["variant"],
         "thing_id": state["thing_id"], "connected": bool(state["connected"]),
         "library_version": jsonable(state.get("library_version")), "last_seen": last_seen,
-        "sha256": jsonable(state.get("sha256")), "properties": properties(state.get("values") or {}),
+        "sha256": jsonable(state.get("ota_sha")), "properties": properties(state.get("values") or {}),
     }
 
 

@@ -81,11 +81,13 @@
 
   // -- talking to the server -----------------------------------------------------------------
 
-  async function post(path, body) {
+  // POST with the token: a JSON body, or (file) a File sent as it is.
+  async function post(path, body, file) {
     let response;
     try {
-      response = await fetch(path, {method: "POST", body: JSON.stringify(body || {}),
-        headers: {"Authorization": "Bearer " + page.token, "Content-Type": "application/json"}});
+      response = await fetch(path, {method: "POST", body: file || JSON.stringify(body || {}),
+        headers: {"Authorization": "Bearer " + page.token,
+                  "Content-Type": file ? "application/octet-stream" : "application/json"}});
     } catch (err) {
       toast("the dashboard server does not answer", true);
       return null;
@@ -139,6 +141,9 @@
       const dev = page.devices.get(msg.device_id);
       const tile = dev && dev.tiles.get(msg.name);
       if (tile && tile.chart) tile.chart.add(msg.points);
+    } else if (msg.type === "ota") {
+      const dev = page.devices.get(msg.device_id);
+      if (dev) dev.card.otaProgress(msg);
     } else if (msg.type === "refused") {
       addRefused(msg.refusal);
       document.getElementById("no-refused").hidden = true;
@@ -238,6 +243,8 @@
                                 "aria-label": "UTC offset in hours"});
     const until = el("input", {type: "datetime-local", "aria-label": "offset valid until (UTC)",
                                value: toLocalInput(Date.now() / 1000 + 365 * 86400)});
+    const otaFile = el("input", {type: "file", accept: ".ota", class: "ota-file", "aria-label": "OTA file"});
+    const otaState = el("span", {class: "ota-state muted", text: ""});
     const commands = el("div", {class: "commands"},
       el("button", {class: "detach", text: "Detach", onclick: async () => {
         if (await post(devicePath(id, "detach"))) toast("detached " + short(id));
@@ -251,13 +258,24 @@
           const body = {offset: Math.round(Number(offset.value) * 3600), until: fromLocalInput(until.value)};
           if (await post(devicePath(id, "timezone"), body)) toast("timezone sent");
         }})),
-      // The place for "send an OTA file and watch its progress": OTA is built separately.
-      el("span", {class: "group ota-slot", title: "OTA updates are not available in this local cloud yet"},
-        el("button", {class: "ota", text: "Send OTA file…", disabled: ""}),
-        el("span", {class: "muted", text: "OTA: not available yet"})));
+      el("span", {class: "group ota-slot"}, otaFile,
+        el("button", {class: "ota", text: "Send OTA file…", onclick: async () => {
+          const file = otaFile.files[0];
+          if (!file) { toast("choose an OTA file first (python -m arduino_iot_cloud.ota pack APP -o FILE)", true); return; }
+          otaLog.replaceChildren();
+          const res = await post(devicePath(id, "ota"), null, file);
+          if (res) toast("OTA sent: " + file.name);
+        }}), otaState));
+    const otaLog = el("ol", {class: "ota-log"});
     const root = el("section", {class: "card", "data-device": id},
-      el("div", {class: "card-head"}, title, status, thing), commands, props, empty);
-    return {root, props, empty, update(dd) {
+      el("div", {class: "card-head"}, title, status, thing), commands, otaLog, props, empty);
+    return {root, props, empty, otaProgress(msg) {
+      // Each OTA report as it arrives: the last one beside the button, all of them in a list.
+      otaState.textContent = "OTA: " + msg.text;
+      otaState.classList.toggle("bad", msg.state === "Fail");
+      otaLog.append(el("li", {"data-state": msg.state, text: new Date().toLocaleTimeString() + " " + msg.text}));
+      while (otaLog.children.length > 20) otaLog.firstChild.remove();
+    }, update(dd) {
       status.replaceChildren(statusPill(dd.connected));
       thing.replaceChildren(el("span", {class: "muted", text: "thing "}),
         dd.thing_id ? el("code", {text: dd.thing_id}) : el("span", {class: "muted", text: "none (detached)"}));

@@ -15,7 +15,13 @@ CA, tests/faults/paho_rogue.py), in sync mode (update() calls) and async mode
   subscribes on that connection (paho's keepalive cut it before its CONNACK,
   at every attempt: issue 12 item 8);
 - an exception while paho hands over a message costs that packet only (paho
-  does not hand it over again at every read).
+  does not hand it over again at every read);
+- a SUBACK with the failure code 0x80: SubscribeRefused, logged, reconnect
+  with backoff (paho passed it on silently);
+- bytes of a packet that never ends, dripped after the CONNACK, with no
+  PINGRESP: the link is given up 1.5 x keepalive after the last complete
+  packet (paho took every byte as life);
+- a flood of tiny PUBLISHes: one step handles at most 64 packets.
 
 Each test failed before the paho transport checked these.
 """

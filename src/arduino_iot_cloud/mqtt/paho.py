@@ -22,6 +22,14 @@
 # reason and backs off.  And we bound what waits in paho's write queue: a
 # broker that stops reading cannot make it grow without end.
 #
+# The guard also counts complete packets, which gives us what paho lacks:
+# only complete packets are proof of life (paho takes any body byte as life,
+# so a broker dripping one byte a second kept the link forever), and one
+# step reads at most _MAX_PACKETS packets (the guard tells paho "nothing to
+# read" between two packets once the step's budget is spent; paho's
+# loop_read() ignores its max_packets).  A SUBACK with the failure code 0x80
+# is an error of the attach (SubscribeRefused), as on the socket transport.
+#
 # What paho cannot do here:
 #   - keys in a PKCS#11 token: paho wraps its socket with Python's ssl module,
 #     which cannot take a key from an OpenSSL engine (M2Crypto); ConfigError.
@@ -256,7 +264,8 @@ class _Link:
     def subscribe(self, topic: str, qos: int = 1) -> None:
         self._engine.queued += 1
         _rc, mid = self._engine.client.subscribe(topic, qos)
-        self._engine.subscribing[mid] = topic
+        if mid is not None:
+            self._engine.subscribing[mid] = topic
 
     def unsubscribe(self, topic: str) -> None:
         self._engine.queued += 1

@@ -67,9 +67,9 @@ EXTRA_HINT = "pip install arduino-iot-cloud[paho]"
 # (as engine.Engine): a flood of tiny messages cannot make one step long.
 _MAX_READS = 64
 _MAX_PACKETS = 64
-# paho's keepalive timers run in loop_misc(), so step() asks to be called
-# every keepalive/20 (50 ms to 1 s): paho then finds a half-open link within
-# 2 x keepalive plus that (ours: 1.5 x keepalive, from exact deadlines).
+# paho's keepalive timers (its PINGREQ) run in loop_misc(), so step() asks
+# to be called every keepalive/20 (50 ms to 1 s).  The link is given up 1.5 x
+# keepalive after the last complete packet (_check_life), as MQTTProtocol does.
 _HOUSEKEEPING_MIN_MS = 50
 _HOUSEKEEPING_MAX_MS = 1000
 # How long the broker gets to answer CONNECT, from the moment the connection

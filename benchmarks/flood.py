@@ -1,11 +1,12 @@
 """What a flood of tiny messages costs the device (issue 12, item 9).
 
-    python benchmarks/flood.py [--messages N] [--src DIR]
+    python benchmarks/flood.py [--messages N] [--src DIR] [--transport socket|paho]
 
 A scripted broker (tests/faults/rogue.py: real TLS on 127.0.0.1, a
 certificate from a throw-away local CA) attaches the device, then sends N
 tiny PUBLISHes in one go: half of them values of a property, half on a topic
-the device never subscribed to, in turn.  Measured, with the socket transport:
+the device never subscribed to, in turn.  Measured, with the socket transport
+(or --transport paho):
 
   sync   the duration of every update() until all values are in (max, p99),
          and the most values one update() handled (as many foreign
@@ -73,9 +74,13 @@ def flood_script(n, flooded):
     return script
 
 
+TRANSPORT = "socket"
+
+
 def client(pki, port, sync):
     c = ArduinoCloudClient(DEV, password="flood-benchmark-secret", server="127.0.0.1", port=port,
-                           ssl_params={"cafile": str(pki.ca_file)}, keepalive=10, sync_mode=sync)
+                           ssl_params={"cafile": str(pki.ca_file)}, keepalive=10, sync_mode=sync,
+                           transport=TRANSPORT)
     c.register("counter", value=1)
     seen = []
     c.register("n", value=0, on_write=lambda client, value: seen.append(value))
@@ -157,15 +162,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=100000)
     ap.add_argument("--src", default=None, help="benchmark the library in this src/ tree")
+    ap.add_argument("--transport", choices=("socket", "paho"), default="socket")
     args = ap.parse_args()
+    global TRANSPORT
+    TRANSPORT = args.transport
     lines = LineCounter()
     logging.getLogger("arduino_iot_cloud").addHandler(lines)
     logging.getLogger("arduino_iot_cloud").propagate = False
     with tempfile.TemporaryDirectory() as tmp:
         pki = Pki(tmp)
         pki.ensure()
-        print("flood of %d tiny messages (half values, half on a foreign topic); library: %s"
-              % (args.messages, SRC))
+        print("flood of %d tiny messages (half values, half on a foreign topic); transport: %s; library: %s"
+              % (args.messages, args.transport, SRC))
         print("load average: %.2f %.2f %.2f" % os.getloadavg())
         for name, fn in (("sync", run_sync), ("async", run_async)):
             before = lines.count

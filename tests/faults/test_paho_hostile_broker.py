@@ -15,7 +15,13 @@ CA, tests/faults/paho_rogue.py), in sync mode (update() calls) and async mode
   subscribes on that connection (paho's keepalive cut it before its CONNACK,
   at every attempt: issue 12 item 8);
 - an exception while paho hands over a message costs that packet only (paho
-  does not hand it over again at every read).
+  does not hand it over again at every read);
+- a SUBACK with the failure code 0x80: SubscribeRefused, logged, reconnect
+  with backoff (paho passed it on silently);
+- bytes of a packet that never ends, dripped after the CONNACK, with no
+  PINGRESP: the link is given up 1.5 x keepalive after the last complete
+  packet (paho took every byte as life);
+- a flood of tiny PUBLISHes: one step handles at most 64 packets.
 
 Each test failed before the paho transport checked these.
 """
@@ -35,7 +41,7 @@ from paho_rogue import CONNACK_OK, RogueBroker, publish, read_packet
 pytest.importorskip("paho.mqtt")
 
 from arduino_iot_cloud import ArduinoCloudClient  # noqa: E402
-from arduino_iot_cloud.errors import DecodeError  # noqa: E402
+from arduino_iot_cloud.errors import DecodeError, SubscribeRefused  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -316,3 +322,125 @@ def test_a_handshake_slower_than_keepalive_still_logs_in_and_subscribes(local_cl
     done = drive(client, mode, lambda: bool(subscribed), 12)
     assert done, "no SUBSCRIBE in %d connection(s): %s" % (len(broker.accepted), caplog.text)
     assert subscribed[0] == 1 and len(broker.accepted) == 1
+
+
+def subscribe_topic(packet: bytes) -> str:
+    """The first topic filter of a SUBSCRIBE packet (fixed header included)."""
+    i = 1
+    while packet[i] & 0x80:
+        i += 1
+    i += 3  # last length byte, packet id
+    size = (packet[i] << 8) | packet[i + 1]
+    return packet[i + 2:i + 2 + size].decode()
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+def test_a_refused_subscription_is_an_error_of_the_attach(local_cloud, rogue, mode, caplog):
+    # The broker answers every SUBSCRIBE with the failure code 0x80.  paho
+    # ignored it: nothing logged, no last_error, the device waited forever.
+    # As on the socket transport: logged, SubscribeRefused, reconnect with backoff.
+    def script(broker, conn, number):
+        broker.send(conn, number, CONNACK_OK)
+        conn.settimeout(5)
+        while True:
+            packet = read_packet(conn)
+            if packet is None:
+                broker.closed_by_client.append(number)
+                return
+            if packet[0] == 0x82:
+                broker.send(conn, number, b"\x90\x03" + packet[2:4] + b"\x80")
+
+    broker = rogue(script)
+    client = make_client(local_cloud, broker, mode)
+    caplog.set_level(logging.WARNING, "arduino_iot_cloud")
+    assert drive(client, mode, lambda: len(broker.accepted) >= 3 and client.engine.backoff.failures >= 3, 15), \
+        caplog.text
+    error = client.engine.last_error
+    assert isinstance(error, SubscribeRefused), error
+    assert error.topic == DEVICE_IN
+    assert "the broker refused the subscription to %s (SUBACK 0x80)" % DEVICE_IN in caplog.text
+    assert "not-a-real-secret" not in caplog.text
+    deadline = time.monotonic() + 5
+    while not set(broker.closed_by_client) >= {1, 2} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(broker.closed_by_client) >= {1, 2}, broker.closed_by_client
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+def test_bytes_dripped_after_connack_do_not_keep_the_link(local_cloud, rogue, mode, caplog):
+    # CONNACK, then one byte a second of a PUBLISH that never ends, and no
+    # PINGRESP.  paho counts every body byte as life: the link stayed up.
+    # Only complete packets count: given up within about 2 x keepalive.
+    keepalive = 2
+    gone = {}
+
+    def script(broker, conn, number):
+        if number > 1:
+            broker.wait_for_close(conn, number)
+            return
+        broker.send(conn, number, CONNACK_OK)
+        gone["connack_at"] = time.monotonic()
+        drip = iter(b"\x30\xff\x7f" + b"x" * 100)
+        conn.settimeout(0.05)
+        try:
+            while time.monotonic() - gone["connack_at"] < 20 and not broker.stopping.is_set():
+                broker.send(conn, number, bytes((next(drip),)))
+                next_byte = time.monotonic() + 1.0
+                while time.monotonic() < next_byte:  # read (and never answer) SUBSCRIBEs, PINGREQs
+                    try:
+                        if not conn.recv(4096):
+                            raise EOFError
+                    except socket.timeout:
+                        pass
+        except (OSError, EOFError):
+            pass
+        gone["after_s"] = time.monotonic() - gone["connack_at"]
+
+    broker = rogue(script)
+    client = make_client(local_cloud, broker, mode, keepalive=keepalive)
+    caplog.set_level(logging.WARNING, "arduino_iot_cloud")
+    assert drive(client, mode, lambda: "after_s" in gone, 25), caplog.text
+    print("dripped link given up %.2f s after the CONNACK (keepalive %d s)" % (gone["after_s"], keepalive))
+    assert gone["after_s"] <= 2 * keepalive + 0.5, gone  # 1.5 x keepalive after the CONNACK, plus a step
+    assert "link presumed dead" in caplog.text
+
+
+@pytest.mark.parametrize("mode", ("sync", "async"))
+def test_one_step_handles_at_most_64_packets_of_a_flood(local_cloud, rogue, mode):
+    # CONNACK, then 5,000 tiny QoS 0 PUBLISHes in one go, never a PUBACK: paho
+    # handles max(1, messages in flight) packets per loop_read, so one step
+    # worked through hundreds of them.  At most 64 per step, as on the socket transport.
+    flood = 5000
+
+    def script(broker, conn, number):
+        broker.send(conn, number, CONNACK_OK)
+        time.sleep(0.3)  # logged in, subscribed, its QoS 1 requests in flight (never acknowledged)
+        broker.send(conn, number, b"".join(publish("/a/t/not-mine/e/i", b"\x80") for _ in range(flood)))
+        broker.wait_for_close(conn, number, timeout=30)
+
+    broker = rogue(script)
+    client = make_client(local_cloud, broker, mode)
+    engine = client.engine
+    per_step = []
+    handled = [0]
+    original_step = engine.step
+    original_on_message = client.session.on_message
+
+    def counting_on_message(topic, payload, now):
+        handled[0] += 1
+        original_on_message(topic, payload, now)
+
+    def counting_step(now, unix_time=None):
+        before = handled[0]
+        try:
+            return original_step(now, unix_time)
+        finally:
+            per_step.append(handled[0] - before)
+
+    client.session.on_message = counting_on_message
+    engine.step = counting_step
+    assert drive(client, mode, lambda: handled[0] >= flood, 30), handled
+    print("flood of %d: %d steps with messages, at most %d messages in one step"
+          % (flood, sum(1 for n in per_step if n), max(per_step)))
+    assert max(per_step) <= 64, max(per_step)
+    assert len(broker.accepted) == 1

@@ -22,6 +22,14 @@
 # reason and backs off.  And we bound what waits in paho's write queue: a
 # broker that stops reading cannot make it grow without end.
 #
+# The guard also counts complete packets, which gives us what paho lacks:
+# only complete packets are proof of life (paho takes any body byte as life,
+# so a broker dripping one byte a second kept the link forever), and one
+# step reads at most _MAX_PACKETS packets (the guard tells paho "nothing to
+# read" between two packets once the step's budget is spent; paho's
+# loop_read() ignores its max_packets).  A SUBACK with the failure code 0x80
+# is an error of the attach (SubscribeRefused), as on the socket transport.
+#
 # What paho cannot do here:
 #   - keys in a PKCS#11 token: paho wraps its socket with Python's ssl module,
 #     which cannot take a key from an OpenSSL engine (M2Crypto); ConfigError.
@@ -36,11 +44,12 @@ from __future__ import annotations
 
 import ssl
 import threading
-from typing import Any, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Set, Tuple
 
 from ..backoff import Backoff
 from ..compat import getLogger
-from ..errors import CloudError, ConfigError, ConnectRefused, DecodeError, RemoteError, TransportError
+from ..errors import (CloudError, ConfigError, ConnectRefused, DecodeError, RemoteError, SubscribeRefused,
+                      TransportError)
 from ..session import DeviceSession
 from ..tls import TLSConfig
 from ..transport import tls_error
@@ -54,11 +63,13 @@ log = getLogger("arduino_iot_cloud.paho")
 
 EXTRA_HINT = "pip install arduino-iot-cloud[paho]"
 
-# At most this many loop_read calls per step, so one step stays bounded.
+# At most this many loop_read calls, and this many packets read, per step
+# (as engine.Engine): a flood of tiny messages cannot make one step long.
 _MAX_READS = 64
-# paho's keepalive timers run in loop_misc(), so step() asks to be called
-# every keepalive/20 (50 ms to 1 s): paho then finds a half-open link within
-# 2 x keepalive plus that (ours: 1.5 x keepalive, from exact deadlines).
+_MAX_PACKETS = 64
+# paho's keepalive timers (its PINGREQ) run in loop_misc(), so step() asks
+# to be called every keepalive/20 (50 ms to 1 s).  The link is given up 1.5 x
+# keepalive after the last complete packet (_check_life), as MQTTProtocol does.
 _HOUSEKEEPING_MIN_MS = 50
 _HOUSEKEEPING_MAX_MS = 1000
 # How long the broker gets to answer CONNECT, from the moment the connection
@@ -107,6 +118,8 @@ class _InboundGuard:
         self.max_size = max_size
         self.error: Optional[DecodeError] = None
         self.qos1_publishes = 0  # each one makes paho queue a PUBACK
+        self.packets = 0         # complete packets read, ever
+        self.stop_at = 0         # with packets at this count, read no further (0: no limit)
         self._connack_seen = False
         self._in_length = False  # reading the remaining length of a fixed header
         self._length = 0
@@ -123,6 +136,8 @@ class _InboundGuard:
                 take = min(self._remaining, n - i)
                 self._remaining -= take
                 i += take
+                if not self._remaining:
+                    self.packets += 1
                 continue
             byte = data[i]
             i += 1
@@ -139,9 +154,16 @@ class _InboundGuard:
             if self._length > self.max_size:
                 self._refuse("MQTT packet of %d bytes exceeds the maximum of %d" % (self._length, self.max_size))
             self._remaining = self._length
+            if not self._length:
+                self.packets += 1
             self._in_length = False
             self._length = 0
             self._shift = 0
+
+    def may_read(self) -> bool:
+        """False between two packets once this step's budget is spent."""
+        return not (self.stop_at and self.packets >= self.stop_at
+                    and not self._remaining and not self._in_length)
 
     def _packet_type(self, first: int) -> None:
         kind = first & 0xF0
@@ -177,6 +199,10 @@ class _GuardedSocket(ssl.SSLSocket):
     guard: Optional[_InboundGuard] = None
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 (SSLSocket's names)
+        if self.guard is not None and not self.guard.may_read():
+            # paho takes this as "nothing to read yet" and reads nothing of the
+            # next packet: it stays buffered for the next step.
+            raise ssl.SSLWantReadError("the packets of this step are read")
         got: Any = super().read(len, buffer)  # bytes; with a buffer, how many bytes went into it
         if self.guard is not None:
             self.guard.feed(got if buffer is None else memoryview(buffer)[:got])
@@ -237,7 +263,9 @@ class _Link:
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
         self._engine.queued += 1
-        self._engine.client.subscribe(topic, qos)
+        _rc, mid = self._engine.client.subscribe(topic, qos)
+        if mid is not None:
+            self._engine.subscribing[mid] = topic
 
     def unsubscribe(self, topic: str) -> None:
         self._engine.queued += 1
@@ -326,12 +354,17 @@ class PahoEngine:
         self.last_error: Optional[CloudError] = None
         self.logged_in = False         # CONNACK 0 seen on the current connection
         self.unacked: Set[int] = set()  # mids of QoS 1 publishes awaiting PUBACK
+        self.subscribing: Dict[int, str] = {}  # mid -> topic of SUBSCRIBEs awaiting SUBACK
         self._link = _Link(self)
         self._now = 0
         self._connect_at = 0
         self._refused: Optional[ConnectRefused] = None
         self._lost: Optional[str] = None  # why paho closed the socket
         self._guard: Optional[_InboundGuard] = None  # the current connection's
+        # When the last complete packet came from the broker, and how many the
+        # guard had counted then: paho takes any byte as life, we do not.
+        self._last_rx = 0
+        self._packets_seen = 0
         # Packets handed to paho since its write queue was last seen empty: our
         # publishes and subscribes, and a PUBACK for each QoS 1 message read.
         self.queued = 0
@@ -349,6 +382,7 @@ class PahoEngine:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         self.client = c
 
     # --- the Engine surface ------------------------------------------------------------
@@ -404,7 +438,10 @@ class PahoEngine:
         self._guard = getattr(sock, "guard", None)
         self.queued = 0
         self._counted_publishes = 0
+        self.subscribing.clear()
         self._connect_at = now
+        self._last_rx = now
+        self._packets_seen = 0
         log.info("connected to %s:%d (paho), logging in", self.host, self.port)
         return True
 
@@ -419,6 +456,7 @@ class PahoEngine:
                 return now + _CONNECT_POLL_MS if self.connecting is not None else self.next_attempt
         try:
             more = self._read()
+            self._check_life(now)
             if self.logged_in:
                 # paho's keepalive (PINGREQ, or close a dead link) only once logged
                 # in: paho stamps its clocks when connect() starts, before the TLS
@@ -429,6 +467,8 @@ class PahoEngine:
                 self.client.loop_misc()
             self._check_link()
             deadline = now if more else now + self._housekeeping_ms
+            if self.logged_in and self.keepalive:
+                deadline = min(deadline, self._last_rx + self.keepalive * 1500)
             if self.logged_in:
                 d = self.session.poll(now, unix_time)
                 if d is not None and d < deadline:
@@ -467,9 +507,17 @@ class PahoEngine:
 
     # --- internals ----------------------------------------------------------------------
     def _read(self) -> bool:
-        """Let paho read and handle packets; True if TLS still holds unread bytes."""
+        """Let paho read and handle packets; True if TLS still holds unread
+        bytes or the step has read its _MAX_PACKETS packets."""
+        guard = self._guard
+        if guard is not None:
+            # paho's loop_read() reads as many packets as it has messages in
+            # flight, whatever max_packets says: the guard stops it.
+            guard.stop_at = guard.packets + _MAX_PACKETS
         for _ in range(_MAX_READS):
             self._check_queue()
+            if guard is not None and not guard.may_read():
+                return True
             rc = self.client.loop_read()
             if self._callback_error is not None:
                 # paho has finished with that packet (its input is reset), so
@@ -497,6 +545,20 @@ class PahoEngine:
         if self.queued > MAX_QUEUED_PACKETS:
             raise TransportError("the broker is not reading: over %d MQTT packets wait to be sent"
                                  % MAX_QUEUED_PACKETS)
+
+    def _check_life(self, now: int) -> None:
+        """Only complete packets are proof of life (as MQTTProtocol): the link
+        is given up 1.5 x keepalive after the last one, whatever bytes of an
+        unfinished packet keep coming (paho counts those as life)."""
+        guard = self._guard
+        if guard is None:
+            return
+        if guard.packets != self._packets_seen:
+            self._packets_seen = guard.packets
+            self._last_rx = now
+        elif self.logged_in and self.keepalive and now - self._last_rx >= self.keepalive * 1500:
+            raise TransportError("nothing received from the broker for %d ms; link presumed dead"
+                                 % (now - self._last_rx))
 
     def _check_link(self) -> None:
         if self._refused is not None:
@@ -562,3 +624,12 @@ class PahoEngine:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         self.unacked.discard(mid)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        topic = self.subscribing.pop(mid, None)
+        if topic is None:
+            return  # not one of ours on this connection, as MQTTProtocol ignores it
+        # MQTT 3.1.1: 0x80 is the failure code; an error of the attach, as on
+        # the socket transport (logged by _failed(), with a reconnect after backoff).
+        if any(code.value >= 0x80 for code in reason_codes) and self._callback_error is None:
+            self._callback_error = SubscribeRefused(topic)

@@ -253,14 +253,15 @@ def test_a_version_that_crashes_at_start_is_rolled_back(local_cloud, device_fact
 
 def test_a_version_that_cannot_attach_is_rolled_back(local_cloud, device_factory, tmp_path, file_server, watch,
                                                     device_run):
-    # Version 2 has a wrong password: it starts but never attaches.  After
+    # Version 2 has a wrong device id: it starts and logs in, but never attaches
+    # (a wrong password would make start() raise at once, a crash at start).  After
     # OTA_TRIAL_SECONDS it restarts; that start is one more than allowed: back to 1.
     dev = device_factory()
     root, sha1 = provision(tmp_path)
     up = watch(dev)
     device = device_run(dev, root, OTA_TRIAL_BOOTS=1, OTA_TRIAL_SECONDS=3)
     up.begin(sha1)
-    url, sha2 = serve(file_server, "noattach.ota", example_app(2, wrong_password=True))
+    url, sha2 = serve(file_server, "noattach.ota", example_app(2, wrong_device_id=True))
     since = up.mark()
     ota_id = send_update(local_cloud, dev, url, sha2)
     up.state(ota_id, REBOOT, since=since)
@@ -270,6 +271,27 @@ def test_a_version_that_cannot_attach_is_rolled_back(local_cloud, device_factory
     local_cloud.wait_for(dev, "version", 1, timeout=20)
     assert device.starts == 1 and device.exits == [], "restarted in place both times"
     assert "did not attach within 3 s" in device.output()
+
+
+def test_a_version_with_a_wrong_password_is_rolled_back(local_cloud, device_factory, tmp_path, file_server,
+                                                        watch, device_run):
+    # start() raises ConnectRefused at once (the first attach fails fast on
+    # what retrying cannot fix): version 2 dies at start and is rolled back.
+    dev = device_factory()
+    root, sha1 = provision(tmp_path)
+    up = watch(dev)
+    device = device_run(dev, root, OTA_TRIAL_BOOTS=1)
+    up.begin(sha1)
+    url, sha2 = serve(file_server, "badpassword.ota", example_app(2, wrong_password=True))
+    since = up.mark()
+    ota_id = send_update(local_cloud, dev, url, sha2)
+    up.state(ota_id, REBOOT, since=since)
+    _, entry = up.state(ota_id, FAIL, since=since, timeout=40)
+    assert entry[3] == -205
+    up.begin(sha1, since=since)
+    local_cloud.wait_for(dev, "version", 1, timeout=20)
+    assert device.starts == 2 and device.exits == [1], device.exits
+    assert "ConnectRefused" in device.output()
 
 
 def test_micropython_rolls_back_a_version_that_crashes(local_cloud, device_factory, tmp_path, file_server, watch,

@@ -2,8 +2,9 @@
 refused, with engine.last_error a TLSError that says why in words, in both
 drivers; the client keeps retrying with backoff instead of crashing (except
 the first attach after start()/run(), which raises a refused client
-certificate: retrying cannot fix it); no secret appears in the error.  A positive control on the same broker shows that each
-refusal is caused by the certificate at fault and nothing else."""
+certificate: retrying cannot fix it); no secret appears in the error.  A
+positive control on the same broker shows that each refusal is caused by the
+certificate at fault and nothing else."""
 
 import asyncio
 import time

@@ -347,11 +347,12 @@ class ArduinoCloudClient:
         error.  After the first attach every error is retried with backoff.
         interval and backoff (1.4.1's arguments) are accepted and unused.
         """
-        give_up_at = self._give_up_at(timeout)
+        self._give_up_at(timeout)  # a bad timeout is refused before the NTP request
         self.update_systime()
         if self.async_mode:
             compat.run_async(self.run(timeout=timeout))
             return
+        give_up_at = self._give_up_at(timeout)
         try:
             while not self.session.ready:
                 now = now_ms()

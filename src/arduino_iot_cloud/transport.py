@@ -51,8 +51,9 @@ _TLS_REASONS = (
     ("-30592", "the broker ended TLS with a fatal alert (did it refuse the client certificate?)"),
 )
 # The broker's alerts that say it refuses this device's certificate (or wants
-# one): retrying cannot fix them (TLSError.permanent).  mbedTLS's texts do not
-# say which alert came, so MicroPython's refusals are retried.
+# one): retrying cannot fix them (TLSError.permanent).  On MicroPython the
+# broker is only seen closing the connection (EPIPE), which a lost link can
+# also cause: retried.
 _REFUSALS = ("alert unknown ca", "alert bad certificate", "alert certificate unknown", "certificate required")
 
 

@@ -7,8 +7,8 @@ Task, the composite types and CADATA.
 from .cadata import CADATA  # noqa: F401
 from .client import ArduinoCloudClient  # noqa: F401
 from .errors import (  # noqa: F401
-    CloudError, ConfigError, ConnectRefused, DecodeError, LocalError, RemoteError, SubscribeRefused, TLSError,
-    TransportError, UnsealError, ValueTypeError,
+    AttachTimeout, CloudError, ConfigError, ConnectRefused, DecodeError, LocalError, RemoteError, SubscribeRefused,
+    TLSError, TransportError, UnsealError, ValueTypeError,
 )
 from .records import (  # noqa: F401
     Color, ColoredLight, DimmedLight, Location, Property, Schedule, Task, Television,

@@ -4,6 +4,7 @@
 from .cadata import CADATA as CADATA
 from .client import ArduinoCloudClient as ArduinoCloudClient
 from .errors import (
+    AttachTimeout as AttachTimeout,
     CloudError as CloudError,
     ConfigError as ConfigError,
     ConnectRefused as ConnectRefused,

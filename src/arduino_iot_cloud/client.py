@@ -10,15 +10,26 @@
 #     user calls update(), one bounded non-blocking step, from a polling loop.
 # Both drivers call the same _step(); neither holds protocol logic.
 # The constructor does no network I/O.
+#
+# The first attach's rule: until the device has attached once, start() (and
+# run()) raise a refusal that retrying cannot fix (RemoteError.permanent: a
+# wrong password, a refused client certificate) and the end of their
+# timeout; after that, every error is retried with backoff, for ever (a
+# field device must outlive a credential rotation on the server).  update()
+# never raises either.
+#
+# Connection events (on_connect, on_disconnect, on_attach) are attributes,
+# as in paho-mqtt: the session queues them, _step() runs them after the
+# network work, isolated as every user callback is.
 
 import time
 
 from . import compat
 from .compat import getLogger, now_ms
 from .engine import Engine, handshake_timeout
-from .errors import ConfigError, LocalError, RemoteError
+from .errors import AttachTimeout, ConfigError, LocalError, RemoteError
 from .records import RESERVED_NAMES, Composite, Property, Registry, Schedule, Task
-from .session import DeviceSession
+from .session import WAIT_THING, DeviceSession
 from .tls import TLSConfig
 from .version import __version__
 
@@ -72,7 +83,18 @@ class ArduinoCloudClient:
     ARDUINO_IOT_CLOUD_PORT and ARDUINO_IOT_CLOUD_CA override server, port and
     the CA, so an unchanged script can be pointed at a local broker.
     sealing: a SealingContext, for properties registered with sealed=True.
+
+    Connection events: set client.on_connect = fn(client) (the broker
+    accepted the login), client.on_disconnect = fn(client, error) (a link
+    that had logged in is gone; error is None after stop()) and
+    client.on_attach = fn(client) (attached to the thing, last values
+    applied).  They run in update() or the event loop, never in a thread; an
+    exception in one is logged and costs nothing else.
     """
+
+    on_connect = None
+    on_disconnect = None
+    on_attach = None
 
     def __init__(self, device_id, username=None, password=None, ssl_params=None, server=None,
                  port=None, keepalive=10, ntp_server="pool.ntp.org", ntp_timeout=3,
@@ -136,6 +158,7 @@ class ArduinoCloudClient:
         self._wake = None           # asyncio.Event in async mode
         self._user_tasks = {}
         self._running = False
+        self._timeout = None        # start()'s timeout, for AttachTimeout's message
 
     # --- properties ------------------------------------------------------------
     def register(self, aiotobj, coro=None, **kwargs):
@@ -254,7 +277,42 @@ class ArduinoCloudClient:
                 engine.drop(now, e)
         if user_deadline is not None and (deadline is None or user_deadline < deadline):
             deadline = user_deadline
+        self._run_events()
         return deadline
+
+    def _run_events(self):
+        # The connection callbacks, in the order the session saw the events.
+        events = self.session.events
+        while events:
+            event = events.pop(0)
+            fn = getattr(self, event[0])
+            if fn is None:
+                continue
+            try:
+                fn(self, *event[1:])
+            except Exception as e:  # a user callback: isolate it
+                log.error("%s raised %s: %s", event[0], type(e).__name__, str(e))
+
+    def _check_first_attach(self, now, give_up_at):
+        """The first attach's rule (top of this file): raise what retrying
+        cannot fix, or the end of the timeout, until the device attached once."""
+        if self.session.attach_count:
+            return
+        error = self.engine.last_error
+        if error is not None and getattr(error, "permanent", False):
+            raise error
+        if give_up_at is None or now < give_up_at:
+            return
+        if error is not None:
+            why = "last connection error: %s" % str(error)
+        elif self.session.state == WAIT_THING:
+            why = ("logged in, but the cloud gave no thing id (does the device id match the credentials? "
+                   "does the device have a thing?)")
+        elif self.session.link is not None:
+            why = "logged in, still fetching the thing's last values"
+        else:
+            why = "not connected yet (%s:%d)" % (self.server, self.port)
+        raise AttachTimeout("not attached within %s s: %s" % (self._timeout, why), error)
 
     # --- sync driver ---------------------------------------------------------------
     def update(self):
@@ -272,17 +330,45 @@ class ArduinoCloudClient:
             return
         compat.wait_ready_sync(target[0], timeout, target[1])
 
-    def start(self, interval=None, backoff=None):
-        """Async mode: run forever.  Sync mode: return once attached and in sync."""
+    def _give_up_at(self, timeout):
+        if timeout is None:
+            return None
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+            raise LocalError("timeout must be a number of seconds (>= 0) or None")
+        self._timeout = timeout
+        return now_ms() + int(timeout * 1000)
+
+    def start(self, interval=None, backoff=None, *, timeout=None):
+        """Async mode: run forever.  Sync mode: return once attached and in sync.
+
+        Until the device has attached once, a refusal that retrying cannot
+        fix is raised: ConnectRefused for a wrong password, a refused client
+        id or "not authorized" (CONNACK 4, 5, 2), TLSError for a client
+        certificate the broker refuses.  timeout (seconds; None: no limit)
+        bounds that first attach: AttachTimeout names the last connection
+        error.  After the first attach every error is retried with backoff.
+        interval and backoff (1.4.1's arguments) are accepted and unused.
+        """
+        self._give_up_at(timeout)  # a bad timeout is refused before the NTP request
         self.update_systime()
         if self.async_mode:
-            compat.run_async(self.run())
+            compat.run_async(self.run(timeout=timeout))
             return
-        while not self.session.ready:
-            now = now_ms()
-            deadline = self._step(now)
-            if not self.session.ready:
-                self._wait_sync(deadline, now_ms())
+        give_up_at = self._give_up_at(timeout)
+        try:
+            while not self.session.ready:
+                now = now_ms()
+                deadline = self._step(now)
+                if self.session.ready:
+                    break
+                now = now_ms()
+                self._check_first_attach(now, give_up_at)
+                if give_up_at is not None and (deadline is None or give_up_at < deadline):
+                    deadline = give_up_at
+                self._wait_sync(deadline, now)
+        except RemoteError:
+            self.stop()  # no link left open behind the exception
+            raise
 
     def stop(self):
         """Disconnect; in async mode start() returns (the loop closes the link)."""
@@ -291,6 +377,7 @@ class ArduinoCloudClient:
             self._wake.set()
         else:
             self.engine.close()
+            self._run_events()
 
     # --- async driver ----------------------------------------------------------------
     def create_task(self, name, coro, *args):
@@ -301,10 +388,14 @@ class ArduinoCloudClient:
         if self._running:
             self._user_tasks[name] = compat.asyncio.create_task(coro)
 
-    async def run(self):
-        """The async driver, for use inside a running event loop."""
+    async def run(self, timeout=None):
+        """The async driver, for use inside a running event loop.
+
+        Raises as start() does until the first attach (see start()).
+        """
         if not self.async_mode:
             raise LocalError("run() is for async mode")
+        give_up_at = self._give_up_at(timeout)
         asyncio = compat.asyncio
         self._wake = asyncio.Event()
         self._running = True
@@ -319,13 +410,18 @@ class ArduinoCloudClient:
                 if self.engine.due(now) and self.engine.connects_async:
                     await self.engine.connect_async(now)
                 deadline = self._step(now)
+                now = now_ms()
+                self._check_first_attach(now, give_up_at)
+                if give_up_at is not None and not self.session.attach_count and \
+                        (deadline is None or give_up_at < deadline):
+                    deadline = give_up_at
                 conn = self.engine.conn
-                timeout = 1000 if deadline is None else max(0, min(deadline - now_ms(), 60000))
+                wait_ms = 1000 if deadline is None else max(0, min(deadline - now, 60000))
                 if self.engine.pending_output():
-                    timeout = min(timeout, 5)
+                    wait_ms = min(wait_ms, 5)
                 if self.engine.connecting is not None:
-                    timeout = min(timeout, 20)  # MicroPython's connect: look again soon
-                await waiter.wait(None if conn is None else conn, timeout)
+                    wait_ms = min(wait_ms, 20)  # MicroPython's connect: look again soon
+                await waiter.wait(None if conn is None else conn, wait_ms)
         finally:
             waiter.close()
             self._running = False
@@ -333,3 +429,4 @@ class ArduinoCloudClient:
                 if hasattr(task, "cancel"):
                     task.cancel()
             self.engine.close()
+            self._run_events()

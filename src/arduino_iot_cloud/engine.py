@@ -134,7 +134,7 @@ class Engine:
             self.conn = None
         self._out = b""
         self.mqtt.connection_lost(self.session.resend_after_reconnect)
-        self.session.on_disconnected()
+        self.session.on_disconnected(error)
         self._failed(now, error)
 
     def close(self):

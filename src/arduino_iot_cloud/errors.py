@@ -28,7 +28,14 @@ except TypeError:  # MicroPython
 
 
 class RemoteError(CloudError):
-    """The broker, the cloud or the network did something unexpected."""
+    """The broker, the cloud or the network did something unexpected.
+
+    permanent: True for a refusal that retrying cannot fix (a wrong password,
+    a client certificate the broker does not accept).  The first attach after
+    start() raises those; an attached device retries them with backoff.
+    """
+
+    permanent = False
 
 
 try:
@@ -59,8 +66,12 @@ class ConnectRefused(RemoteError):
         5: "not authorized (wrong device id or secret key, or a certificate the broker does not accept)",
     }
 
+    # Refusals that are about the device's credentials: retrying cannot fix them.
+    PERMANENT_CODES = (2, 4, 5)
+
     def __init__(self, code):
         self.code = code
+        self.permanent = code in self.PERMANENT_CODES
         reason = self.REASONS.get(code, "unknown reason")
         super().__init__("connection refused by broker: %s (CONNACK code %d)" % (reason, code))
 
@@ -85,7 +96,32 @@ except TypeError:  # MicroPython
 class TLSError(TransportError):
     """TLS failed: the broker's certificate was not trusted (unknown CA, wrong
     host name, expired) or the broker refused the device's certificate.  The
-    message gives the reason in words, then the TLS library's own text."""
+    message gives the reason in words, then the TLS library's own text.
+    permanent is True when the broker said (with a TLS alert) that it refuses
+    the device's certificate; a broker certificate we do not trust is retried
+    (a captive portal or a clock set late may be the cause, and pass)."""
+
+    def __init__(self, message, permanent=False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+try:
+    class AttachTimeout(RemoteError, TimeoutError):
+        """start(timeout=...) ran out before the device attached; the message
+        names the last connection error (last_error) or what the cloud left unsaid."""
+
+        def __init__(self, message, last_error=None):
+            super().__init__(message)
+            self.last_error = last_error
+except (TypeError, NameError):  # MicroPython
+    class AttachTimeout(RemoteError):
+        """start(timeout=...) ran out before the device attached; the message
+        names the last connection error (last_error) or what the cloud left unsaid."""
+
+        def __init__(self, message, last_error=None):
+            super().__init__(message)
+            self.last_error = last_error
 
 
 class PKCS11Error(ConfigError):

@@ -16,7 +16,9 @@
 #   WAIT_THING  subscribed to the device topics; DeviceBegin and ThingBegin sent;
 #               waiting for a thing id (thing_id on /a/d/<dev>/e/i, or ThingUpdate
 #               on c/dw).  An empty id means "no thing yet": ThingBegin is sent
-#               again with backoff 2 s doubling to 32 s.
+#               again with backoff 2 s doubling to 32 s.  Without a thing id
+#               SILENCE_WARN_MS after the connect, a warning names the likely
+#               cause (Rule 6).
 #   SYNCING     subscribed to the thing; last values requested (getLastValues on
 #               shadow/o for the e/i variant, LastValuesBegin on c/up for the
 #               command variant); waiting for them, at most SYNC_TIMEOUT.
@@ -33,6 +35,15 @@
 #         stale, and resend_after_reconnect() tells the link to drop their
 #         unacknowledged copies too: only property values are sent again.
 # Rule 5: while DETACHED (no link) incoming messages are ignored, with a log.
+# Rule 6: a login the broker accepts proves the username and password, not the
+#         device id: with a wrong device id the device topics stay silent.  So
+#         a connect that brings no thing id within SILENCE_WARN_MS logs one
+#         warning naming the likely cause, and the attach goes on waiting.
+#
+# Events for the user's connection callbacks (client.py runs them, after the
+# step): ("on_connect",) after a CONNACK, ("on_attach",) on reaching READY,
+# ("on_disconnect", error) when a link that had logged in is gone (error None
+# for a requested disconnect).  They wait in `events`.
 # Repeated warnings caused by the peer (messages on unexpected topics,
 # malformed messages) are logged once, then as a count at most every
 # _REPEAT_LOG_MS: a flood must not become a flood of log lines.
@@ -53,6 +64,7 @@ STATE_NAMES = ("detached", "waiting for thing", "syncing", "ready")
 _THING_RETRY_MIN_MS = const(2000)
 _THING_RETRY_MAX_MS = const(32000)
 SYNC_TIMEOUT_MS = const(10000)
+SILENCE_WARN_MS = const(10000)
 # The cloud's answer to a timezone request is asked again after this long.
 _TZ_RETRY_MS = const(60000)
 # At most this many of the session's own requests wait for room (Rule 4);
@@ -112,6 +124,9 @@ class DeviceSession:
         self._command_variant = False
         self._outbox = []             # (topic, payload): own requests waiting for room (Rule 4)
         self.attach_count = 0         # completed attaches, for tests and logs
+        self.events = []              # for the user's connection callbacks (see above)
+        self._warn_at = None          # Rule 6: when to warn if no thing id came
+        self._heard = False           # anything on the device topics since the connect
         self.ota = None               # an ota.OTA when over-the-air updates are enabled
         self._warn_topic = _Throttled(log.warning)
         self._warn_malformed = _Throttled(log.error)
@@ -125,16 +140,23 @@ class DeviceSession:
         self._thing_topics = None
         self._retry_ms = _THING_RETRY_MIN_MS
         self._outbox = []  # stale: a fresh attach starts here
+        self._warn_at = now + SILENCE_WARN_MS
+        self._heard = False
+        self.events.append(("on_connect",))
         link.subscribe(self.device_in, 1)
         link.subscribe(self.command_down, 1)
         self._request(self.command_up, commands.device_begin(self.lib_version))
         self._thing_begin(now)
 
-    def on_disconnected(self):
+    def on_disconnected(self, error=None):
+        """The link is gone (error: why; None when the device closed it)."""
+        if self.link is not None:
+            self.events.append(("on_disconnect", error))
         self.state = DETACHED
         self.link = None
         self._retry_at = None
         self._sync_deadline = None
+        self._warn_at = None
         self._outbox = []
 
     def resend_after_reconnect(self, topic):
@@ -151,6 +173,8 @@ class DeviceSession:
             self._warn_detached(now, "ignoring message on %s: not connected", topic)
             return
         try:
+            if topic == self.device_in or topic == self.command_down:
+                self._heard = True
             if topic == self.device_in:
                 self._on_device_event(payload, now)
             elif topic == self.command_down:
@@ -175,6 +199,11 @@ class DeviceSession:
             if now >= self._retry_at:
                 self._thing_begin(now)
             deadline = self._retry_at
+            if self._warn_at is not None:
+                if now >= self._warn_at:
+                    self._warn_no_thing()
+                elif self._warn_at < deadline:
+                    deadline = self._warn_at
         elif self.state == SYNCING:
             if now >= self._sync_deadline:
                 log.warning("no last values from the cloud within %d ms; going on without them",
@@ -213,6 +242,17 @@ class DeviceSession:
             self.link.publish(topic, payload, 1)
 
     # --- attach ------------------------------------------------------------------
+    def _warn_no_thing(self):
+        # Rule 6: once per connection.
+        self._warn_at = None
+        if self._heard:
+            cause = "the cloud answers that the device has no thing: attach it to a thing in the cloud"
+        else:
+            cause = ("no answer on the device's topics: the device id may not match the username and "
+                     "secret key (or certificate), or the device has no thing in the cloud")
+        log.warning("device %s: no thing id %d s after logging in; %s; still waiting",
+                    self.device_id, SILENCE_WARN_MS // 1000, cause)
+
     def _thing_begin(self, now):
         self._request(self.command_up, commands.thing_begin(""))
         self._retry_at = now + self._retry_ms
@@ -266,6 +306,7 @@ class DeviceSession:
         if self.thing_id is not None:
             self._detach()
         self.thing_id = thing_id
+        self._warn_at = None
         base = "/a/t/" + thing_id
         self._thing_topics = (base + "/e/o", base + "/e/i", base + "/shadow/o", base + "/shadow/i")
         self._retry_at = None
@@ -308,6 +349,7 @@ class DeviceSession:
         self.state = READY
         self._sync_deadline = None
         self.attach_count += 1
+        self.events.append(("on_attach",))
         if self._command_variant:
             self._request_timezone(now)
         if self.ota is not None:

@@ -50,6 +50,11 @@ _TLS_REASONS = (
     ("fatal_alert", "the broker ended TLS with a fatal alert (did it refuse the client certificate?)"),
     ("-30592", "the broker ended TLS with a fatal alert (did it refuse the client certificate?)"),
 )
+# The broker's alerts that say it refuses this device's certificate (or wants
+# one): retrying cannot fix them (TLSError.permanent).  On MicroPython the
+# broker is only seen closing the connection (EPIPE), which a lost link can
+# also cause: retried.
+_REFUSALS = ("alert unknown ca", "alert bad certificate", "alert certificate unknown", "certificate required")
 
 
 def tls_error(e, host=None, port=None, handshake=True):
@@ -63,7 +68,8 @@ def tls_error(e, host=None, port=None, handshake=True):
     where = "TLS with %s:%d" % (host, port) if host is not None else "TLS session"
     for needle, reason in _TLS_REASONS:
         if needle in low:
-            return TLSError("%s failed: %s [%s]" % (where, reason.replace("HOST", str(host)), text))
+            return TLSError("%s failed: %s [%s]" % (where, reason.replace("HOST", str(host)), text),
+                            needle in _REFUSALS)
     if handshake and ((_SSLError is not None and isinstance(e, _SSLError)) or "mbedtls" in low):
         return TLSError("%s failed during the handshake [%s]" % (where, text))
     return None

@@ -186,10 +186,10 @@ EXAMPLES = os.path.join(ROOT_DIR, "examples")
 LAUNCHER = os.path.join(EXAMPLES, "ota_device.py")
 
 
-def example_app(version, crash=False, padding=0, wrong_password=False):
+def example_app(version, crash=False, padding=0, wrong_password=False, wrong_device_id=False):
     """The example application's files at `version` (crash: it raises at start;
-    wrong_password: it cannot attach; padding: an incompressible data file of that
-    many bytes)."""
+    wrong_password: start() raises ConnectRefused; wrong_device_id: it logs in but
+    never attaches; padding: an incompressible data file of that many bytes)."""
     with open(os.path.join(EXAMPLES, "ota_app", "main.py"), "rb") as f:
         src = f.read()
     assert b"VERSION = 1\n" in src
@@ -200,6 +200,11 @@ def example_app(version, crash=False, padding=0, wrong_password=False):
     if wrong_password:
         src = src.replace(b'password=getenv("SECRET_KEY")', b'password="not-the-password"')
         assert b"not-the-password" in src
+    if wrong_device_id:
+        # The username stays right: the broker accepts the login, the thing never comes.
+        src = src.replace(b"ArduinoCloudClient(device_id=device_id,",
+                          b'ArduinoCloudClient(device_id="00000000-0000-4000-8000-0000000000f2",')
+        assert b"0000000000f2" in src
     files = {"main.py": src}
     if padding:
         import random

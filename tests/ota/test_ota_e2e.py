@@ -299,13 +299,14 @@ def test_a_version_that_crashes_at_start_is_rolled_back(local_cloud, device_fact
 
 
 def test_a_version_that_cannot_attach_is_rolled_back(local_cloud, device_factory, tmp_path, device_run):
-    # Version 2 has a wrong password: it starts but never attaches.  After
+    # Version 2 has a wrong device id: it starts and logs in, but never attaches
+    # (a wrong password would make start() raise at once, a crash at start).  After
     # OTA_TRIAL_SECONDS it restarts; that start is one more than allowed: back to 1.
     dev = device_factory()
     root, sha1 = provision(tmp_path)
     device = device_run(dev, root, OTA_TRIAL_BOOTS=1, OTA_TRIAL_SECONDS=3)
     wait_begin(local_cloud, dev, sha1)
-    path, _ = pack_app(tmp_path, "noattach", example_app(2, wrong_password=True))
+    path, _ = pack_app(tmp_path, "noattach", example_app(2, wrong_device_id=True))
     since = local_cloud.mark(dev)
     ota_id = local_cloud.send_ota(dev, path)
     local_cloud.wait_ota(dev, "Reboot", ota_id, since=since)
@@ -314,6 +315,24 @@ def test_a_version_that_cannot_attach_is_rolled_back(local_cloud, device_factory
     local_cloud.wait_for(dev, "version", 1, timeout=20)
     assert device.starts == 1 and device.exits == [], "restarted in place both times"
     assert "did not attach within 3 s" in device.output()
+
+
+def test_a_version_with_a_wrong_password_is_rolled_back(local_cloud, device_factory, tmp_path, device_run):
+    # start() raises ConnectRefused at once (the first attach fails fast on
+    # what retrying cannot fix): version 2 dies at start and is rolled back.
+    dev = device_factory()
+    root, sha1 = provision(tmp_path)
+    device = device_run(dev, root, OTA_TRIAL_BOOTS=1)
+    wait_begin(local_cloud, dev, sha1)
+    path, _ = pack_app(tmp_path, "badpassword", example_app(2, wrong_password=True))
+    since = local_cloud.mark(dev)
+    ota_id = local_cloud.send_ota(dev, path)
+    local_cloud.wait_ota(dev, "Reboot", ota_id, since=since)
+    assert local_cloud.wait_ota(dev, "Fail", ota_id, since=since, timeout=40)["state_data"] == -205
+    wait_begin(local_cloud, dev, sha1, since=since)
+    local_cloud.wait_for(dev, "version", 1, timeout=20)
+    assert device.starts == 2 and device.exits == [1], device.exits
+    assert "ConnectRefused" in device.output()
 
 
 def test_micropython_rolls_back_a_version_that_crashes(local_cloud, device_factory, tmp_path, device_run):

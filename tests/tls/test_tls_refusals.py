@@ -1,8 +1,10 @@
 """TLS refusals against a real mosquitto: each bad certificate situation is
 refused, with engine.last_error a TLSError that says why in words, in both
-drivers; the client keeps retrying with backoff instead of crashing; no secret
-appears in the error.  A positive control on the same broker shows that each
-refusal is caused by the certificate at fault and nothing else."""
+drivers; the client keeps retrying with backoff instead of crashing (except
+the first attach after start()/run(), which raises a refused client
+certificate: retrying cannot fix it); no secret appears in the error.  A
+positive control on the same broker shows that each refusal is caused by the
+certificate at fault and nothing else."""
 
 import asyncio
 import time
@@ -39,9 +41,11 @@ def logged_in_now(engine):
 
 def attempt(client, attempts=2, timeout=10.0):
     """Run the client until it logged in or failed `attempts` times; return the
-    list of errors seen (empty when it logged in)."""
+    list of errors seen (empty when it logged in), whether it logged in, and
+    what run() raised (async mode), or None."""
     errors = []
     logged_in = []
+    raised = []
     t0 = time.monotonic()
 
     def check():
@@ -55,10 +59,13 @@ def attempt(client, attempts=2, timeout=10.0):
     if client.async_mode:
         async def main():
             task = asyncio.create_task(client.run())
-            while not check():
+            while not check() and not task.done():
                 await asyncio.sleep(0.01)
             client.stop()
-            await asyncio.wait_for(task, 5)
+            try:
+                await asyncio.wait_for(task, 5)
+            except TLSError as e:
+                raised.append(e)
 
         asyncio.run(main())
     else:
@@ -66,7 +73,7 @@ def attempt(client, attempts=2, timeout=10.0):
             client.update()
             time.sleep(0.01)
         client.stop()
-    return errors, bool(logged_in)
+    return errors, bool(logged_in), raised[0] if raised else None
 
 
 CASES = [
@@ -97,16 +104,39 @@ def test_refused_with_a_clear_error(name, listener, ca, cert, reason, mode, tran
             # says "connection lost" / "Unspecified error": the reason is lost.
             request.applymarker(pytest.mark.xfail(strict=True, reason="paho hides the TLS alert's reason"))
     client = _client(tls_broker, listener, ca, cert, mode, transport, tlsenv.SERVER_HOSTNAME.get(listener))
-    errors, connected = attempt(client, attempts=2)
+    errors, connected, raised = attempt(client, attempts=2)
     assert not connected, "%s: the client logged in" % name
-    assert len(errors) >= 2, "%s: the client stopped retrying (%r)" % (name, errors)
+    if raised is not None:
+        # run() raises a refused client certificate: the first attach fails fast.
+        assert cert and mode == "async" and raised.permanent, (name, raised)
+        assert errors == [raised] and client.engine.backoff.failures == 1
+    else:
+        assert len(errors) >= 2, "%s: the client stopped retrying (%r)" % (name, errors)
+        assert not errors[-1].permanent or mode == "sync", "run() did not raise %s" % errors[-1]
     for err in errors:
         assert isinstance(err, TLSError), "%s: %s: %s" % (name, type(err).__name__, err)
         msg = str(err)
         assert reason in msg, "%s: unclear error: %s" % (name, msg)
         assert PASSWORD not in msg
     # Retries are spaced by the backoff, not a busy loop.
-    assert client.engine.backoff.failures >= 2
+    assert raised is not None or client.engine.backoff.failures >= 2
+
+
+@pytest.mark.parametrize("transport", ("socket", "paho"))
+def test_sync_start_raises_a_refused_client_certificate(transport, tls_broker, clean_env, request):
+    # The first attach after start() fails fast: no retrying makes the broker
+    # accept a certificate it refuses.  A broker certificate we do not trust
+    # is retried (above): a captive portal, or a clock set late, may pass.
+    if transport == "paho":
+        pytest.importorskip("paho.mqtt")
+        request.applymarker(pytest.mark.xfail(strict=True, reason="paho hides the TLS alert's reason"))
+    client = _client(tls_broker, "mtls", "good-ca", "client-rogue", "sync", transport)
+    t0 = time.monotonic()
+    with pytest.raises(TLSError) as raised:
+        client.start(timeout=5)  # before: never returned (paho still retries: AttachTimeout)
+    assert time.monotonic() - t0 < 5
+    assert raised.value.permanent and "refused this device's client certificate" in str(raised.value)
+    assert client.engine.backoff.failures == 1
 
 
 @pytest.mark.parametrize("transport", ("socket", "paho"))
@@ -119,7 +149,7 @@ def test_positive_control(listener, cert, hostname, mode, transport, tls_broker,
     if transport == "paho":
         pytest.importorskip("paho.mqtt")
     client = _client(tls_broker, listener, "good-ca", cert, mode, transport, hostname)
-    errors, connected = attempt(client, attempts=1)
+    errors, connected, _ = attempt(client, attempts=1)
     assert connected, errors
 
 

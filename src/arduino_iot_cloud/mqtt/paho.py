@@ -492,7 +492,7 @@ class PahoEngine:
 
     def drop(self, now: int, error: RemoteError) -> None:
         """Close the connection after an error; schedule the next attempt."""
-        self._close_socket()
+        self._close_socket(error)
         self._failed(now, error)
 
     def close(self) -> None:
@@ -568,7 +568,7 @@ class PahoEngine:
                 raise self._guard.error  # refused by the guard: a protocol error, as on the socket transport
             raise TransportError("connection lost: %s" % (self._lost or "closed"))
 
-    def _close_socket(self) -> None:
+    def _close_socket(self, error: Optional[RemoteError] = None) -> None:
         if self.conn is not None:
             self.conn = None
             if self.client.socket() is not None:
@@ -577,7 +577,7 @@ class PahoEngine:
                 self.client.loop_write()
             _close_socket_of(self.client)  # if the DISCONNECT could not be written now
         self.logged_in = False
-        self.session.on_disconnected()
+        self.session.on_disconnected(error)
 
     def _failed(self, now: int, error: CloudError) -> None:
         self.last_error = error

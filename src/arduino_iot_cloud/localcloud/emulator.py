@@ -114,10 +114,12 @@ class CloudEmulator:
     """The cloud side of the device protocol, on the admin listener at ``host:port``.
 
     ``log_file`` is mosquitto's log, followed for connect/subscribe events (optional).
+    ``tls_ca``: connect over TLS, checking the broker against this CA file (any broker,
+    e.g. a RabbitMQ node; see :mod:`.cluster`).
     """
 
     def __init__(self, host: str, port: int, username: str, password: str,
-                 log_file: Optional[Path] = None) -> None:
+                 log_file: Optional[Path] = None, tls_ca: Optional[str] = None) -> None:
         self.host, self.port = host, port
         self._cond = threading.Condition(threading.RLock())
         self.devices: Dict[str, Device] = {}
@@ -128,6 +130,9 @@ class CloudEmulator:
         self._generation = 0  # completed (re)connects
         self._pongs: set = set()
         self.control_handler: Optional[ControlHandler] = None
+        # Also called with every retained device-info message (topic, payload): a broker that keeps
+        # retained messages per node (RabbitMQ) needs them on every node, see .cluster.
+        self.retain_publisher: Optional[Callable[[str, bytes], None]] = None
         self._ctl_queue: "queue.Queue[Optional[Tuple[str, Dict[str, Any]]]]" = queue.Queue()
         self._ctl_thread: Optional[threading.Thread] = None
         self._dirty: set = set()
@@ -140,6 +145,8 @@ class CloudEmulator:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._name, clean_session=True,
                         protocol=mqtt.MQTTv311)
         c.username_pw_set(username, password)
+        if tls_ca is not None:
+            c.tls_set(ca_certs=tls_ca)
         c.reconnect_delay_set(min_delay=0.05, max_delay=0.5)  # type: ignore[arg-type]
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -448,8 +455,11 @@ class CloudEmulator:
 
     def _publish_device_info(self, dev: Device) -> None:
         if dev.answers_events:
-            self._client.publish("/a/d/%s/e/i" % dev.device_id,
-                                 wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until), qos=1, retain=True)
+            topic = "/a/d/%s/e/i" % dev.device_id
+            payload = wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until)
+            self._client.publish(topic, payload, qos=1, retain=True)
+            if self.retain_publisher is not None:
+                self.retain_publisher(topic, payload)
 
     def state(self, ref: DeviceRef) -> Dict[str, Any]:
         """A JSON-friendly snapshot of a device and its thing's values."""

@@ -53,6 +53,14 @@ START_TIMEOUT = 90.0
 CTL_TIMEOUT = 60.0
 
 
+# RabbitMQ 3.10's MQTT plugin keeps a device's QoS 1 subscriptions in a *durable* classic
+# queue (even for a clean session) on the node the device is connected to.  When that node
+# is lost, the queue's record stays and the device's next SUBSCRIBE on another node fails
+# ("home node ... of durable queue ... is down"), so the device could never attach again.
+# A mirror on a second node is promoted instead, and the device finds its queue alive.
+MIRROR_POLICY = {"ha-mode": "exactly", "ha-params": 2, "ha-sync-mode": "automatic"}
+
+
 class RabbitError(RuntimeError):
     """A RabbitMQ node could not be started, joined or configured."""
 
@@ -235,6 +243,9 @@ class RabbitCluster:
                 self.ctl(node, "stop_app")
                 self.ctl(node, "join_cluster", self.nodes[0].name)
                 self.ctl(node, "start_app")
+            if count > 1:
+                self.ctl(self.nodes[0], "set_policy", "--apply-to", "queues", "mqtt-subscriptions-mirrored",
+                         "^mqtt-subscription-", json.dumps(MIRROR_POLICY))
         except BaseException:
             self.stop()
             raise

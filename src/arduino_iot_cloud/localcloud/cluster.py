@@ -224,8 +224,8 @@ class ClusterCloud:
             self.emulator.barrier()
         return devs
 
-    def start_emulator(self, node: int = 1) -> CloudEmulator:
-        """Serve the stored devices, connected (TLS) to node ``node`` as the admin user."""
+    def start_emulator(self, node: int = 1, only: Optional[List[Device]] = None) -> CloudEmulator:
+        """Serve the stored devices (or ``only`` these), connected (TLS) to node ``node`` as the admin user."""
         with self._lock:
             if self.emulator is not None:
                 return self.emulator
@@ -236,9 +236,11 @@ class ClusterCloud:
                                                  admin["user"], admin["password"], self.ca_file)
             emulator.retain_publisher = self._retained
             data = self.store.load()
-            for raw in data["devices"].values():
-                dev = Device.from_json(raw)
-                emulator.add_device(dev, data["things"].get(dev.thing_id, {}).get("values", {}))
+            wanted = None if only is None else {d.device_id for d in only}
+            for device_id, raw in data["devices"].items():
+                if wanted is None or device_id in wanted:
+                    dev = Device.from_json(raw)
+                    emulator.add_device(dev, data["things"].get(dev.thing_id, {}).get("values", {}))
             emulator.start()
             self.emulator = emulator
             return emulator

@@ -1,8 +1,13 @@
 """Smoke test of the clustered local cloud (runs in `make test`): one RabbitMQ node behind
-HAProxy, two devices of this library, a value both ways, isolation between the devices,
-every listener on loopback, and a stop that leaves no process behind."""
+HAProxy, started and stopped by the CLI; two devices of this library, a value both ways,
+isolation between the devices, the `emulate` command against that broker, every listener on
+loopback, and a stop that leaves no process behind."""
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -45,18 +50,28 @@ def _refused_subscription(cloud, dev, topic):
         c.loop_stop()
 
 
+def _cli(workdir, *args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "arduino_iot_cloud.localcloud", "--workdir", str(workdir), *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
+
+
 def test_cluster_smoke(cluster_parts, clean_env, tmp_path):
     from arduino_iot_cloud import ArduinoCloudClient
     from arduino_iot_cloud.localcloud.cluster import ClusterCloud
 
-    cloud = ClusterCloud(tmp_path, nodes=1)
-    cloud.start()
+    started = _cli(tmp_path, "cluster", "start", "--nodes", "1")
+    cloud = ClusterCloud(tmp_path)
     try:
+        assert started.returncode == 0, started.stdout
+        cloud.attach()
+        assert "127.0.0.1:%d" % cloud.port in started.stdout
         pids = cluster_processes(cloud)
         assert pids, "no cluster process found"
         addresses = listening_addresses(pids)
         assert len(addresses) >= 4, addresses  # epmd, distribution, MQTT/TLS, HAProxy
         assert set(addresses) <= LOOPBACK, addresses
+        status = _cli(tmp_path, "cluster", "status", "--json")
+        assert json.loads(status.stdout)["running"] == ["lc1@localhost"], status.stdout
 
         a, b = cloud.add_devices(2, properties={"level": 7})
         cloud.start_emulator()
@@ -84,8 +99,35 @@ def test_cluster_smoke(cluster_parts, clean_env, tmp_path):
         assert _refused_subscription(cloud, b, "/a/t/%s/e/i" % a.thing_id)
         assert _refused_subscription(cloud, b, "/a/d/%s/c/dw" % a.device_id)
         assert not _refused_subscription(cloud, b, "/a/t/%s/e/i" % b.thing_id)
+
+        # The emulator as a command against "any broker" (here node 1 itself, over TLS): device b
+        # attaches through HAProxy and gets its thing's last value from it.
+        cloud.stop_emulator()
+        admin = cloud.admin_credentials()
+        env = dict(os.environ, ARDUINO_LOCALCLOUD_BROKER_PASSWORD=admin["password"])
+        emulate = subprocess.Popen(
+            [sys.executable, "-m", "arduino_iot_cloud.localcloud", "--workdir", str(cloud.dir), "emulate",
+             "--broker", "127.0.0.1:%d" % cloud.rabbit.nodes[0].mqtt_port, "--user", admin["user"],
+             "--cafile", cloud.ca_file], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            assert "serving 2 devices" in emulate.stdout.readline()
+
+            async def device_b():
+                client = ArduinoCloudClient(b.device_id, password=b.secret, server=cloud.host, port=cloud.port,
+                                            ssl_params={"cafile": cloud.ca_file})
+                client.register("level", value=None)
+                task = await _attach(client)
+                assert client["level"] == 7
+                client.stop()
+                await task
+
+            asyncio.run(device_b())
+        finally:
+            emulate.terminate()
+            assert emulate.wait(10) == 0
     finally:
-        cloud.stop()
+        stopped = _cli(tmp_path, "cluster", "stop")
+    assert stopped.returncode == 0 and "cluster stopped" in stopped.stdout, stopped.stdout
     deadline = time.monotonic() + 10
     while cluster_processes(cloud) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -89,8 +89,7 @@ class ClusterCloud:
         self.node_count = nodes
         self.pki = Pki(self.dir / "pki")
         self.store = Store(self.dir / "devices.json")
-        self.rabbit = RabbitCluster(self.dir, self.pki.ca_file, self.pki.server_cert, self.pki.server_key,
-                                    self.admin_credentials())
+        self.rabbit = RabbitCluster(self.dir, self.pki.ca_file, self.pki.server_cert, self.pki.server_key)
         self.haproxy: Optional[HAProxy] = None
         self.emulator: Optional[CloudEmulator] = None
         self._retained: Optional[RetainedOnEveryNode] = None
@@ -137,6 +136,7 @@ class ClusterCloud:
         t0 = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pki.ensure()
+        self.rabbit.admin = self.admin_credentials()
         # Every start is a fresh cluster: device users live only in its Mnesia, and secrets are
         # never stored, so devices of an earlier run could not log in anyway.
         for old in self.dir.glob("node*"):

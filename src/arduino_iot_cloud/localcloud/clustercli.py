@@ -34,6 +34,15 @@ def _wait_for_interrupt() -> None:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
+    from .cli import CliError  # (cli imports this module)
+
+    try:
+        return _cluster(args)
+    except RuntimeError as exc:  # RabbitError, HAProxyError, "no cluster runs in ...": said plainly
+        raise CliError(str(exc)) from None
+
+
+def _cluster(args: argparse.Namespace) -> int:
     cc = ClusterCloud(args.workdir, nodes=args.nodes)
     if args.action == "start":
         cc.start()
@@ -69,7 +78,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         return 0
     if args.action == "emulate":
         cc.start_emulator()
-        print("cloud emulator serving %d devices on node 1; Ctrl-C stops it" % len(cc.store.load()["devices"]))
+        print("cloud emulator serving %d devices on node 1; Ctrl-C stops it" % len(cc.store.load()["devices"]),
+              flush=True)
         try:
             _wait_for_interrupt()
         finally:
@@ -118,7 +128,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         emulator.add_device(dev, data["things"].get(dev.thing_id, {}).get("values", {}))
     emulator.start()
     print("cloud emulator on %s as %s, serving %d devices from %s; Ctrl-C stops it"
-          % (args.broker, args.user, len(data["devices"]), store.path))
+          % (args.broker, args.user, len(data["devices"]), store.path), flush=True)
     try:
         _wait_for_interrupt()
     finally:

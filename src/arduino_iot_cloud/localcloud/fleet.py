@@ -42,7 +42,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .rabbit import rss_kb
+from .rabbit import cpu_s, rss_kb
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ async def _run_devices(config: Dict[str, Any], reports: Any, go: Any, stop: Any)
     while not go.is_set() and not stop.is_set():
         await asyncio.sleep(0.05)
     rss_attached = rss_kb(os.getpid())
+    cpu_go = cpu_s(os.getpid())
 
     async def publish(client: Any) -> None:
         period = 1.0 / config["rate"]
@@ -151,6 +152,7 @@ async def _run_devices(config: Dict[str, Any], reports: Any, go: Any, stop: Any)
         await asyncio.sleep(0.05)
     for p in publishers:
         p.cancel()
+    cpu_steady = cpu_s(os.getpid()) - cpu_go
     # Settle: every device attached again with nothing left unsent, or the timeout.
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
@@ -165,6 +167,7 @@ async def _run_devices(config: Dict[str, Any], reports: Any, go: Any, stop: Any)
                                   "connected": c.connected} for c in clients},
         "write_latency_ms": write_latencies,
         "rss_kb": {"before": rss_before, "attached": rss_attached},
+        "cpu_steady_s": cpu_steady,
     }))
     watcher.cancel()
     for c in clients:
@@ -255,10 +258,11 @@ class Fleet:
             self._say("")
             node_rss1 = cloud.node_memory_kb()
             received0 = self._received(emulator, devs)
+            cpu0 = (cpu_s(os.getpid()), cloud.rabbit.cpu_s())
             go.set()
             # Steady: dashboard writes, and the node loss half-way.
             steady_start = time.monotonic()
-            kill_at = steady_start + self.duration / 2 if self.kill_node else None
+            kill_at = steady_start + self.duration / 2 if self.kill_node is not None else None
             killed_wall: Optional[float] = None
             writes_sent = 0
             next_write = steady_start
@@ -266,7 +270,7 @@ class Fleet:
             write_period = 1.0 / (self.write_rate * self.count) if self.write_rate > 0 else None
             while time.monotonic() - steady_start < self.duration:
                 now = time.monotonic()
-                if kill_at is not None and now >= kill_at and killed_wall is None:
+                if kill_at is not None and self.kill_node is not None and now >= kill_at and killed_wall is None:
                     node = cloud.rabbit.nodes[self.kill_node - 1]
                     killed_wall = time.time()
                     cloud.rabbit.kill_node(node)
@@ -284,6 +288,7 @@ class Fleet:
                 drain(0.02)
             received1 = self._received(emulator, devs)
             steady_s = time.monotonic() - steady_start
+            cpu = {"emulator_process": cpu_s(os.getpid()) - cpu0[0], "nodes": cloud.rabbit.cpu_s() - cpu0[1]}
             stop.set()
             settle_limit = time.monotonic() + SETTLE_TIMEOUT + 20
             while len(results) + len([w for w in exited if w not in results]) < len(procs) \
@@ -291,6 +296,9 @@ class Fleet:
                 drain(0.2)
             summary = self._summary(devs, emulator, results, errors, t0, attach_times, ramp_s, steady_s,
                                     received1 - received0, writes_sent, node_rss0, node_rss1, killed_wall)
+            cpu["workers"] = sum(r.get("cpu_steady_s", 0.0) for r in results.values())
+            # Share of one core each side used during the steady phase: what limits the fleet.
+            summary["cpu_cores_steady"] = {k: round(v / steady_s, 2) for k, v in cpu.items()}
         finally:
             stop.set()
             for p in procs:
@@ -370,7 +378,7 @@ class Fleet:
             back = [min(t for t in info["back"] if t >= killed_wall) for info in hit
                     if any(t >= killed_wall for t in info["back"])]
             summary["node_loss"] = {
-                "node": "lc%d@localhost" % self.kill_node, "devices_cut": len(hit), "devices_back": len(back),
+                "node": "lc%s@localhost" % self.kill_node, "devices_cut": len(hit), "devices_back": len(back),
                 "recovery_s": round(max(back) - killed_wall, 2) if back and len(back) == len(hit) else None,
                 "median_back_s": round(sorted(back)[len(back) // 2] - killed_wall, 2) if back else None,
             }
@@ -395,6 +403,8 @@ def format_summary(s: Dict[str, Any]) -> str:
         % (s["device_rss_kb_per_device"], s["broker_rss_kb_per_device"]),
         "latest values lost: %d" % s["lost_latest_values"],
     ]
+    if "cpu_cores_steady" in s:
+        lines.append("cores busy (steady): %s" % ", ".join("%s %.2f" % kv for kv in sorted(s["cpu_cores_steady"].items())))
     if "node_loss" in s:
         nl = s["node_loss"]
         lines.append("node loss:          %s killed; %d devices cut, %d back; recovery %s s (median %s s)"

@@ -129,6 +129,7 @@ class Node:
         return env
 
     def write_config(self, ca: Path, cert: Path, key: Path, admin: Dict[str, str]) -> None:
+        """rabbitmq.conf (mode 0600: it holds the admin password), advanced.config, enabled_plugins."""
         (self.dir / "log").mkdir(parents=True, exist_ok=True)
         (self.dir / "mnesia").mkdir(parents=True, exist_ok=True)
         lines = [
@@ -169,10 +170,12 @@ class RabbitCluster:
     """``n`` RabbitMQ nodes on 127.0.0.1 clustered together, state in ``directory``.
 
     ``ca``, ``cert``, ``key``: the local CA and the server certificate (for
-    localhost / 127.0.0.1) every node presents.  ``admin``: the emulator's user.
+    localhost / 127.0.0.1) every node presents.  ``admin``: the emulator's user (RabbitMQ's
+    default user, made at first boot; needed by :meth:`start`).
     """
 
-    def __init__(self, directory: Path, ca: Path, cert: Path, key: Path, admin: Dict[str, str]) -> None:
+    def __init__(self, directory: Path, ca: Path, cert: Path, key: Path,
+                 admin: Optional[Dict[str, str]] = None) -> None:
         self.dir = Path(directory)
         self.ca, self.cert, self.key = ca, cert, key
         self.admin = admin
@@ -218,6 +221,8 @@ class RabbitCluster:
         """Start ``count`` fresh nodes and cluster them; return when MQTT is served on all."""
         if count < 1:
             raise ValueError("a cluster needs at least one node")
+        if self.admin is None:
+            raise ValueError("the admin user's credentials are needed to start a cluster")
         t0 = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
         cookie = self.home / ".erlang.cookie"
@@ -346,6 +351,10 @@ class RabbitCluster:
                 return node
         raise RabbitError("no RabbitMQ node of %s is running" % self.dir)
 
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by all running nodes together."""
+        return sum(cpu_s(pid) for pid in (self.node_pid(n) for n in self.nodes) if pid is not None and _alive(pid))
+
     def memory_kb(self) -> Dict[str, int]:
         """Resident memory (kB) of each running node's process tree."""
         out = {}
@@ -354,6 +363,16 @@ class RabbitCluster:
             if pid is not None and _alive(pid):
                 out[node.name] = rss_kb(pid)
         return out
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) one process has used so far (0 if it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def rss_kb(pid: int) -> int:

@@ -1,7 +1,7 @@
 # Two commands matter: `make demo` (a device on the local cloud) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy mpy-lib clean cluster-test bench-cluster
+.PHONY: setup demo test test-fast test-mpy fuzz soak bench bench-mpy mpy-lib clean
 
 # Everything the demo and the tests need (apt packages need root; see .ci/setup).
 setup:
@@ -26,11 +26,16 @@ soak:
 	SOAK_MESSAGES=10000 $(PYTHON) -m pytest -q -m slow tests/faults
 
 # The node-loss rehearsal: 3 RabbitMQ nodes behind HAProxy, 100 devices, one node killed (~1.5 min).
+.PHONY: cluster-test bench-cluster
 cluster-test:
 	CLUSTER_TEST=1 $(PYTHON) -m pytest -q -s tests/cluster
 
 bench:
 	$(PYTHON) benchmarks/run.py
+
+# Devices and messages/s held with 1 and 3 RabbitMQ nodes, memory per device, recovery (~10 min).
+bench-cluster:
+	$(PYTHON) benchmarks/cluster.py
 
 bench-mpy:
 	$(PYTHON) benchmarks/mpy_memory.py

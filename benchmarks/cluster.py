@@ -47,11 +47,21 @@ def held(s, offered_per_s):
 def step_line(label, s, ok):
     u = s["uplink_latency_ms"]
     return ("%-26s %s  attached %d/%d in %5.1f s  %7.1f msg/s  uplink p50/p99 %s/%s ms  "
-            "write p50/p99 %s/%s ms  %s kB/device (devices) %s kB/device (nodes)%s" % (
+            "write p50/p99 %s/%s ms  %s kB/device (devices) %s kB/device (nodes)  cores busy %s%s" % (
                 label, "held  " if ok else "FAILED", s["attached"], s["devices"], s["ramp_s"],
                 s["messages_per_s"] or 0, u["p50"], u["p99"], s["write_latency_ms"]["p50"],
                 s["write_latency_ms"]["p99"], s["device_rss_kb_per_device"], s["broker_rss_kb_per_device"],
+                ", ".join("%s %.2f" % kv for kv in sorted(s.get("cpu_cores_steady", {}).items())),
                 "" if not s["errors"] else "  errors: %s" % "; ".join(s["errors"][:3])))
+
+
+def run_step(cloud, label, devices, **kw):
+    """One fleet run; a run that breaks (the cluster overloaded) is reported, not fatal."""
+    try:
+        return Fleet(cloud, devices, progress=None, **kw).run()
+    except Exception as exc:
+        print("%-26s broke: %s: %s" % (label, type(exc).__name__, exc), flush=True)
+        return None
 
 
 def run_size(nodes, devices, rates, duration, workers):
@@ -64,20 +74,26 @@ def run_size(nodes, devices, rates, duration, workers):
         print("%d node(s): cluster up in %.1f s" % (nodes, out["start_s"]), flush=True)
         try:
             for n in devices:
-                s = Fleet(cloud, n, workers=workers, rate=1.0, duration=duration, write_rate=0.2,
-                          progress=None).run()
+                s = run_step(cloud, "%d devices x 1/s" % n, n, workers=workers, rate=1.0, duration=duration,
+                             write_rate=0.2)
+                if s is None:
+                    continue
                 ok = held(s, n * 1.0)
                 out["devices"].append({"summary": s, "held": ok})
                 print(step_line("%d devices x 1/s" % n, s, ok), flush=True)
             for r in rates:
-                s = Fleet(cloud, 100, workers=workers, rate=r, duration=duration, write_rate=0.2,
-                          progress=None).run()
+                s = run_step(cloud, "100 devices x %g/s" % r, 100, workers=workers, rate=r, duration=duration,
+                             write_rate=0.2)
+                if s is None:
+                    continue
                 ok = held(s, 100 * r)
                 out["rates"].append({"rate": r, "summary": s, "held": ok})
                 print(step_line("100 devices x %g/s" % r, s, ok), flush=True)
+            s = None
             if nodes >= 3:
-                s = Fleet(cloud, 100, workers=workers, rate=1.0, duration=20.0, write_rate=0.2, kill_node=nodes,
-                          progress=None).run()
+                s = run_step(cloud, "node loss", 100, workers=workers, rate=1.0, duration=20.0, write_rate=0.2,
+                             kill_node=nodes)
+            if s is not None:
                 out["rehearsal"] = s
                 nl = s["node_loss"]
                 print("node loss: %s killed, %d devices cut, %d back, recovery %s s (median %s s), "

@@ -207,8 +207,8 @@ class Fleet:
         cloud = self.cloud
         node_rss0 = cloud.node_memory_kb()
         # The command variant: nothing retained, so nothing to store on every node for them.
+        cloud.stop_emulator()  # (an earlier run's: it serves only its own devices)
         devs = cloud.add_devices(self.count, properties={"setpoint": 0}, variant="command")
-        cloud.stop_emulator()
         emulator = cloud.start_emulator(only=devs)
         ctx = multiprocessing.get_context("spawn")
         reports = ctx.Queue()

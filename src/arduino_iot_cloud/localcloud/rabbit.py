@@ -123,6 +123,9 @@ class Node:
             "RABBITMQ_PID_FILE": str(self.pid_file),
             "ERL_EPMD_ADDRESS": HOST,
             "ERL_EPMD_PORT": str(epmd_port),
+            # Several nodes share this machine's cores: schedulers that spin while idle (the
+            # Erlang default) would take CPU from the other nodes and the devices.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+sbwt none +sbwtdcpu none +sbwtdio none",
             # rabbitmqctl is an Erlang node too: keep its distribution port on loopback.
             "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         })

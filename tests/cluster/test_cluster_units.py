@@ -77,3 +77,11 @@ def test_percentiles_nearest_rank():
     assert (p["p50"], p["p90"], p["p99"], p["max"], p["count"]) == (50, 90, 99, 100, 100)
     assert percentiles([])["count"] == 0 and percentiles([])["p50"] is None
     assert percentiles([3.0])["p99"] == 3.0
+
+
+def test_only_device_queues_are_mirrored():
+    from arduino_iot_cloud.localcloud.rabbit import MIRRORED_QUEUES
+
+    assert re.search(MIRRORED_QUEUES, "mqtt-subscription-%sqos1" % DEV)
+    assert not re.search(MIRRORED_QUEUES, "mqtt-subscription-localcloud-emulator-1a2b3c4dqos1")
+    assert not re.search(MIRRORED_QUEUES, "amq.gen-x")

@@ -59,6 +59,9 @@ CTL_TIMEOUT = 60.0
 # ("home node ... of durable queue ... is down"), so the device could never attach again.
 # A mirror on a second node is promoted instead, and the device finds its queue alive.
 MIRROR_POLICY = {"ha-mode": "exactly", "ha-params": 2, "ha-sync-mode": "automatic"}
+# Devices' queues only: the emulator's own queue (client id "localcloud-...") takes every
+# device message, and a mirror would copy each one to another node, synchronously.
+MIRRORED_QUEUES = "^mqtt-subscription-(?!localcloud-)"
 
 
 class RabbitError(RuntimeError):
@@ -253,7 +256,7 @@ class RabbitCluster:
                 self.ctl(node, "start_app")
             if count > 1:
                 self.ctl(self.nodes[0], "set_policy", "--apply-to", "queues", "mqtt-subscriptions-mirrored",
-                         "^mqtt-subscription-", json.dumps(MIRROR_POLICY))
+                         MIRRORED_QUEUES, json.dumps(MIRROR_POLICY))
         except BaseException:
             self.stop()
             raise

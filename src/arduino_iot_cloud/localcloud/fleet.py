@@ -288,7 +288,9 @@ class Fleet:
                 drain(0.02)
             received1 = self._received(emulator, devs)
             steady_s = time.monotonic() - steady_start
-            cpu = {"emulator_process": cpu_s(os.getpid()) - cpu0[0], "nodes": cloud.rabbit.cpu_s() - cpu0[1]}
+            nodes_cpu = cloud.rabbit.cpu_s()  # (a node killed meanwhile is left out)
+            cpu = {"emulator_process": cpu_s(os.getpid()) - cpu0[0],
+                   "nodes": sum(nodes_cpu[n] - cpu0[1][n] for n in nodes_cpu if n in cpu0[1])}
             stop.set()
             settle_limit = time.monotonic() + SETTLE_TIMEOUT + 20
             while len(results) + len([w for w in exited if w not in results]) < len(procs) \

@@ -357,9 +357,14 @@ class RabbitCluster:
                 return node
         raise RabbitError("no RabbitMQ node of %s is running" % self.dir)
 
-    def cpu_s(self) -> float:
-        """CPU seconds used so far by all running nodes together."""
-        return sum(cpu_s(pid) for pid in (self.node_pid(n) for n in self.nodes) if pid is not None and _alive(pid))
+    def cpu_s(self) -> Dict[str, float]:
+        """CPU seconds used so far by each running node."""
+        out = {}
+        for node in self.nodes:
+            pid = self.node_pid(node)
+            if pid is not None and _alive(pid):
+                out[node.name] = cpu_s(pid)
+        return out
 
     def memory_kb(self) -> Dict[str, int]:
         """Resident memory (kB) of each running node's process tree."""

@@ -41,3 +41,40 @@ def test_node_loss_rehearsal(cluster_parts, clean_env, tmp_path):
     while cluster_processes(cloud) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert cluster_processes(cloud) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CLUSTER_TEST"), reason="set CLUSTER_TEST=1 (make cluster-test)")
+def test_retained_device_info_reaches_every_node(cluster_parts, tmp_path):
+    """RabbitMQ keeps a retained message on the node that received it: the emulator (on node 1)
+    must put an event-variant device's retained e/i on the other nodes too."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from arduino_iot_cloud.localcloud.cluster import ClusterCloud
+
+    cloud = ClusterCloud(tmp_path, nodes=2)
+    cloud.start()
+    try:
+        (dev,) = cloud.add_devices(1, variant="event")
+        cloud.start_emulator()
+        cloud.emulator.barrier()
+        got = threading.Event()
+        payloads = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev.device_id, protocol=mqtt.MQTTv311)
+        c.username_pw_set(dev.device_id, dev.secret)
+        c.tls_set(ca_certs=cloud.ca_file)
+        c.on_connect = lambda cl, *a: cl.subscribe("/a/d/%s/e/i" % dev.device_id, 1)
+        c.on_message = lambda cl, ud, msg: (payloads.append((msg.retain, msg.payload)), got.set())
+        c.connect("127.0.0.1", cloud.rabbit.nodes[1].mqtt_port)  # node 2 directly, not node 1
+        c.loop_start()
+        try:
+            assert got.wait(10), "no retained e/i on node 2"
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        retained, payload = payloads[0]
+        assert retained and dev.thing_id.encode() in payload
+    finally:
+        cloud.stop()

@@ -132,7 +132,10 @@ class ClusterCloud:
     def start(self) -> "ClusterCloud":
         """Start the nodes, cluster them, start HAProxy; record the ports in cluster.json."""
         if self.rabbit.state_file.exists():
-            raise RuntimeError("a cluster already runs in %s (stop it first: cluster stop)" % self.dir)
+            self.rabbit.load()
+            if self.rabbit.live_nodes():
+                raise RuntimeError("a cluster already runs in %s (stop it first: cluster stop)" % self.dir)
+            self.stop()  # what a crashed run left: HAProxy, epmd, the state file
         t0 = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pki.ensure()

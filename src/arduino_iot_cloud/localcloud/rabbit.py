@@ -350,12 +350,20 @@ class RabbitCluster:
             path.unlink()
         return len(users)
 
-    def _live_node(self) -> Node:
+    def live_nodes(self) -> List[Node]:
+        """The nodes whose VM runs."""
+        live = []
         for node in self.nodes:
             pid = self.node_pid(node)
             if pid is not None and _alive(pid):
-                return node
-        raise RabbitError("no RabbitMQ node of %s is running" % self.dir)
+                live.append(node)
+        return live
+
+    def _live_node(self) -> Node:
+        live = self.live_nodes()
+        if not live:
+            raise RabbitError("no RabbitMQ node of %s is running" % self.dir)
+        return live[0]
 
     def cpu_s(self) -> Dict[str, float]:
         """CPU seconds used so far by each running node."""

@@ -25,7 +25,8 @@ fuzz:
 soak:
 	SOAK_MESSAGES=10000 $(PYTHON) -m pytest -q -m slow tests/faults
 
-# The node-loss rehearsal: 3 RabbitMQ nodes behind HAProxy, 100 devices, one node killed (~1.5 min).
+# tests/cluster in full: the smoke test, retained messages on every node, and the node-loss
+# rehearsal (3 RabbitMQ nodes behind HAProxy, 100 devices, one node killed); about 2.5 min.
 .PHONY: cluster-test bench-cluster
 cluster-test:
 	CLUSTER_TEST=1 $(PYTHON) -m pytest -q -s tests/cluster

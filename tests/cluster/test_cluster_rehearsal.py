@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import cluster_processes
+from cluster_helpers import cluster_processes
 
 DEVICES = int(os.environ.get("CLUSTER_TEST_DEVICES", "100"))
 

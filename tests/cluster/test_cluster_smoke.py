@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import cluster_processes, listening_addresses
+from cluster_helpers import cluster_processes, listening_addresses
 
 LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1 as /proc/net shows them
 

@@ -11,8 +11,6 @@ import sys
 import threading
 import time
 
-import pytest
-
 from cluster_helpers import cluster_processes, listening_addresses
 
 LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1 as /proc/net shows them

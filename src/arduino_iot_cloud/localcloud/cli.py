@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional
 
 from .broker import _write_private
 from .cloud import LocalCloud, running_instance
+from .clustercli import add_commands as add_cluster_commands
 from .store import VARIANTS, Device
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class CliError(Exception):
 
 DEFAULT_DIR = ".localcloud"
 # Commands that may create a new cloud where none is found; the others need an existing one.
-CREATING_COMMANDS = ("run", "demo", "add-device", "issue-cert")
+CREATING_COMMANDS = ("run", "demo", "add-device", "issue-cert", "cluster", "fleet", "emulate")
 
 
 def running_pointer() -> Path:
@@ -582,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("device", help="device id (becomes the certificate's CN)")
     c.add_argument("csr", type=Path)
     c.set_defaults(func=cmd_issue_cert)
+
+    add_cluster_commands(sub)  # cluster, fleet, emulate (clustered broker, any broker)
     return p
 
 

@@ -210,10 +210,12 @@ class CloudEmulator:
     """The cloud side of the device protocol, on the admin listener at ``host:port``.
 
     ``log_file`` is mosquitto's log, followed for connect/subscribe events (optional).
+    ``tls_ca``: connect over TLS, checking the broker against this CA file (any broker,
+    e.g. a RabbitMQ node; see :mod:`.cluster`).
     """
 
     def __init__(self, host: str, port: int, username: str, password: str,
-                 log_file: Optional[Path] = None) -> None:
+                 log_file: Optional[Path] = None, tls_ca: Optional[str] = None, mqtt5: bool = True) -> None:
         self.host, self.port = host, port
         self._cond = threading.Condition(threading.RLock())
         self.devices: Dict[str, Device] = {}
@@ -227,6 +229,9 @@ class CloudEmulator:
         self.control_handler: Optional[ControlHandler] = None
         self.ota_shas: Dict[str, str] = {}  # device id -> SHA-256 (hex) of its last OtaBeginUp
         self.listeners: List[Listener] = []  # the web dashboard (localcloud/web)
+        # Also called with every retained device-info message (topic, payload): a broker that keeps
+        # retained messages per node (RabbitMQ) needs them on every node, see .cluster.
+        self.retain_publisher: Optional[Callable[[str, bytes], None]] = None
         self._ctl_queue: "queue.Queue[Optional[Tuple[str, Dict[str, Any]]]]" = queue.Queue()
         self._ctl_thread: Optional[threading.Thread] = None
         self._dirty: set = set()
@@ -236,9 +241,15 @@ class CloudEmulator:
         self._name = "localcloud-emulator-%s" % secrets.token_hex(4)
         self._ping_topic = "localcloud/ping/%s" % self._name
         self._logwatch = LogWatch(log_file, self._on_log) if log_file is not None else None
-        # MQTT 5 for "retain as published": the only way to see that a device set the retain flag
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._name, protocol=mqtt.MQTTv5)
+        # MQTT 5 for "retain as published": the only way to see that a device set the retain flag.
+        # A broker with MQTT 3.1.1 only (RabbitMQ 3.10, .cluster) gets mqtt5=False: there a
+        # retained device message is seen (and cleared) only when the emulator subscribes.
+        self._mqtt5 = mqtt5
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._name,
+                        protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311)
         c.username_pw_set(username, password)
+        if tls_ca is not None:
+            c.tls_set(ca_certs=tls_ca)
         c.reconnect_delay_set(min_delay=0.05, max_delay=0.5)  # type: ignore[arg-type]
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -255,7 +266,10 @@ class CloudEmulator:
         self._ctl_thread.start()
         self._state_thread = threading.Thread(target=self._state_worker, name="localcloud-state", daemon=True)
         self._state_thread.start()
-        self._client.connect(self.host, self.port, keepalive=30, clean_start=True)
+        if self._mqtt5:
+            self._client.connect(self.host, self.port, keepalive=30, clean_start=True)
+        else:
+            self._client.connect(self.host, self.port, keepalive=30)  # MQTT 3.1.1: clean session by default
         self._client.loop_start()
         self.wait_connected(0, timeout)
 
@@ -311,10 +325,13 @@ class CloudEmulator:
         if sock is not None and hasattr(sock, "setsockopt"):
             # paho leaves Nagle on; the cloud's answers are small and awaited.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        as_published = mqtt.SubscribeOptions(qos=1, retainAsPublished=True)
-        client.subscribe([(t, as_published) for t in DEVICE_WRITTEN]
-                         + [(CTL_TOPIC + "+", mqtt.SubscribeOptions(qos=1)),
-                            (self._ping_topic, mqtt.SubscribeOptions(qos=1))])
+        if self._mqtt5:
+            as_published = mqtt.SubscribeOptions(qos=1, retainAsPublished=True)
+            client.subscribe([(t, as_published) for t in DEVICE_WRITTEN]
+                             + [(CTL_TOPIC + "+", mqtt.SubscribeOptions(qos=1)),
+                                (self._ping_topic, mqtt.SubscribeOptions(qos=1))])
+        else:
+            client.subscribe([(t, 1) for t in DEVICE_WRITTEN] + [(CTL_TOPIC + "+", 1), (self._ping_topic, 1)])
         with self._cond:
             for dev in self.devices.values():
                 self._publish_device_info(dev)
@@ -621,8 +638,11 @@ class CloudEmulator:
 
     def _publish_device_info(self, dev: Device) -> None:
         if dev.answers_events:
-            self._publish("/a/d/%s/e/i" % dev.device_id,
-                          wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until), qos=1, retain=True)
+            topic = "/a/d/%s/e/i" % dev.device_id
+            payload = wire.device_info(dev.thing_id, dev.tz_offset, dev.tz_dst_until)
+            self._publish(topic, payload, qos=1, retain=True)
+            if self.retain_publisher is not None:
+                self.retain_publisher(topic, payload)
 
     def state(self, ref: DeviceRef) -> Dict[str, Any]:
         """A JSON-friendly snapshot of a device and its thing's values."""

@@ -78,6 +78,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` running (a zombie is not)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def port_is_free(port: int) -> bool:
     """True if nothing listens on 127.0.0.1:port (we can bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from . import writes
-from .broker import HOST, Broker, _write_private, hash_passwords, port_is_free
+from .broker import HOST, Broker, _write_private, hash_passwords, pid_alive, port_is_free
 from .emulator import _MISSING, BROKER, CloudEmulator, DeviceRef
 from .otaserver import OtaServer
 from .pki import Pki, check_device_id
@@ -42,16 +42,6 @@ _ALNUM = string.ascii_letters + string.digits
 def new_secret(length: int = 24) -> str:
     """A random alphanumeric device secret (safe in shells and config files)."""
     return "".join(secrets.choice(_ALNUM) for _ in range(length))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalCloud:
@@ -206,9 +196,7 @@ class LocalCloud:
         emulator, self.emulator = self.emulator, None
         if emulator is not None:
             try:
-                with emulator._cond:
-                    things = {tid: t.values for tid, t in emulator.things.items()}
-                self.store.save_values(json.loads(json.dumps(things)))
+                self.store.save_values(emulator.last_values())
             except Exception:
                 log.exception("could not save last values")
             try:
@@ -575,4 +563,4 @@ def running_instance(workdir: Union[str, Path]) -> Optional[Dict[str, Any]]:
             info = json.load(f)
     except (FileNotFoundError, ValueError):
         return None
-    return info if _pid_alive(int(info.get("pid", 0))) else None
+    return info if pid_alive(int(info.get("pid", 0))) else None

@@ -255,9 +255,7 @@ class ClusterCloud:
             retained, self._retained = self._retained, None
         if emulator is not None:
             try:
-                with emulator._cond:
-                    things = {tid: t.values for tid, t in emulator.things.items()}
-                self.store.save_values(json.loads(json.dumps(things)))
+                self.store.save_values(emulator.last_values())
             except Exception:
                 log.exception("could not save last values")
             emulator.stop()

@@ -618,6 +618,12 @@ class CloudEmulator:
 
     # -- outgoing -------------------------------------------------------------------------------
 
+    def last_values(self) -> Dict[str, Dict[str, Any]]:
+        """A JSON-safe copy of every thing's last values, for saving at stop."""
+        with self._cond:
+            things = {tid: t.values for tid, t in self.things.items()}
+        return json.loads(json.dumps(things))
+
     def _publish(self, topic: str, payload: Union[bytes, str], qos: int = 1, retain: bool = False,
                  strict: bool = False) -> Optional[mqtt.MQTTMessageInfo]:
         """Publish, unless the payload is over the broker's message_size_limit (which would drop

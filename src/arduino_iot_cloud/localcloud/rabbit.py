@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from .broker import HOST, _write_private, free_port
+from .broker import HOST, _write_private, free_port, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -291,12 +291,12 @@ class RabbitCluster:
     def stop_node(self, node: Node, timeout: float = 30.0) -> None:
         """Stop one node: gracefully, then by force; never raises for a node already gone."""
         pid = self.node_pid(node)
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             try:
                 self.ctl(node, "stop", str(node.pid_file), timeout=timeout, check=False)
             except subprocess.TimeoutExpired:
                 pass
-            if _alive(pid):
+            if pid_alive(pid):
                 _kill_group(pid, signal.SIGKILL)
         if node.proc is not None:
             try:
@@ -323,7 +323,7 @@ class RabbitCluster:
         """Names of the cluster's running nodes, as the first live node reports them."""
         for node in self.nodes:
             pid = self.node_pid(node)
-            if pid is None or not _alive(pid):
+            if pid is None or not pid_alive(pid):
                 continue
             out = self.ctl(node, "eval", "rabbit_nodes:all_running().", check=False)
             return re.findall(r"lc\d+@localhost", out)
@@ -355,7 +355,7 @@ class RabbitCluster:
         live = []
         for node in self.nodes:
             pid = self.node_pid(node)
-            if pid is not None and _alive(pid):
+            if pid is not None and pid_alive(pid):
                 live.append(node)
         return live
 
@@ -370,7 +370,7 @@ class RabbitCluster:
         out = {}
         for node in self.nodes:
             pid = self.node_pid(node)
-            if pid is not None and _alive(pid):
+            if pid is not None and pid_alive(pid):
                 out[node.name] = cpu_s(pid)
         return out
 
@@ -379,7 +379,7 @@ class RabbitCluster:
         out = {}
         for node in self.nodes:
             pid = self.node_pid(node)
-            if pid is not None and _alive(pid):
+            if pid is not None and pid_alive(pid):
                 out[node.name] = rss_kb(pid)
         return out
 
@@ -404,20 +404,6 @@ def rss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _kill_group(pid: int, sig: int) -> None:

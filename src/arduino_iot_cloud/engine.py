@@ -8,7 +8,7 @@
 from .backoff import Backoff
 from .compat import getLogger
 from .errors import CloudError, RemoteError, TransportError
-from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, MQTTProtocol, connack_timeout_ms
+from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, EV_SKIPPED, MQTTProtocol, connack_timeout_ms
 
 log = getLogger("arduino_iot_cloud.engine")
 
@@ -208,6 +208,9 @@ class Engine:
                     self.backoff.connected(now)
                     self.last_error = None
                     self.session.on_connected(self.mqtt, now)
+                elif kind == EV_SKIPPED:  # the link stays up; the message is lost
+                    log.warning("skipped a message of %d bytes on %s: larger than the maximum of %d",
+                                event[2], event[1], mqtt.max_packet_size)
 
     def flush(self, now):
         """Send queued bytes; what the socket does not take now stays queued."""

@@ -320,11 +320,15 @@ class Bench:
         self.lc = lc
         self.size = size
         self.pythons = pythons  # impl -> python path
-        user, password, port = admin_credentials(lc)
-        self.writer = RawMQTT(lc.host, port, user, password)
-        self.observer = Observer(lc.host, port, user, password)
+        self.connect()
         self.seq = 0
         self.pool = []
+
+    def connect(self):
+        """The cloud's side: the writer and the observer, on the admin listener."""
+        user, password, port = admin_credentials(self.lc)
+        self.writer = RawMQTT(self.lc.host, port, user, password)
+        self.observer = Observer(self.lc.host, port, user, password)
 
     def close(self):
         self.writer.close()
@@ -868,9 +872,10 @@ def micro(impl, python, size):
         d.stop()
 
 
-def broker_nodelay(lc, on):
+def broker_nodelay(lc, bench, on):
     """Restart the local cloud's mosquitto with set_tcp_nodelay true (the local
-    cloud's tuning) or false (mosquitto's default, what most brokers run)."""
+    cloud's tuning) or false (mosquitto's default, what most brokers run); the
+    runner's writer and observer connect again."""
     tuned = lc.broker._config
     if not hasattr(tuned, "stock"):
         def config():
@@ -880,8 +885,10 @@ def broker_nodelay(lc, on):
         config.tuned = True
         lc.broker._config = config
     lc.broker._config.tuned = on
+    bench.close()
     lc.broker.restart()
     time.sleep(1.0)  # the emulator reconnects to the admin listener
+    bench.connect()
 
 
 def run_all(args, size, pythons):
@@ -934,13 +941,13 @@ def run_all(args, size, pythons):
                 if name == "attach_stock":  # both impls against one broker restart
                     if impl != impls[0]:
                         continue
-                    broker_nodelay(lc, False)
+                    broker_nodelay(lc, bench, False)
                     try:
                         for each in impls:
                             for mode in ("async", "sync"):
                                 res[each]["attach_stock_" + mode] = bench.attach(each, mode)
                     finally:
-                        broker_nodelay(lc, True)
+                        broker_nodelay(lc, bench, True)
                 elif name in ("attach", "write_latency", "inbound", "outbound"):
                     for mode in ("async", "sync"):
                         res[impl]["%s_%s" % (name, mode)] = getattr(bench, name)(impl, mode)

@@ -12,11 +12,12 @@ from .mqtt.protocol import EV_CONNECTED, EV_MESSAGE, EV_SKIPPED, MQTTProtocol, c
 
 log = getLogger("arduino_iot_cloud.engine")
 
-# A step that found no input at all gives the CPU up once (sched_yield, a
-# syscall that returns at once on an idle machine).  A tight update() loop
-# otherwise spins against the very processes that feed it (the broker on a
-# small host): in `make bench`, sync inbound went from ~13k to ~27k values/s
-# on a loaded 2-CPU machine.  MicroPython has no sched_yield: nothing to do.
+# Sync mode (give_way): a step that found no input at all gives the CPU up
+# once (sched_yield, a syscall that returns at once on an idle machine).  A
+# tight update() loop otherwise spins against the very processes that feed it
+# (the broker on a small host): in `make bench`, sync inbound went from ~13k
+# to ~27k values/s on a loaded 2-CPU machine.  The asyncio driver waits in
+# its loop instead.  MicroPython has no sched_yield: nothing to do.
 try:
     from os import sched_yield as _give_way
 except ImportError:
@@ -59,6 +60,7 @@ class Engine:
         self.next_attempt = 0
         self.last_error = None
         self._out = b""
+        self.give_way = False  # see _give_way
 
     @property
     def connected(self):
@@ -206,7 +208,7 @@ class Engine:
             elif reads < _MAX_READS:
                 data = self.conn.recv()
                 if data is None:
-                    if not reads:
+                    if not reads and self.give_way:
                         _give_way()
                     return False
                 reads += 1

@@ -15,9 +15,9 @@ log = getLogger("arduino_iot_cloud.engine")
 # Sync mode (give_way): a step that found no input at all gives the CPU up
 # once (sched_yield, a syscall that returns at once on an idle machine).  A
 # tight update() loop otherwise spins against the very processes that feed it
-# (the broker on a small host): in `make bench`, sync inbound went from ~13k
-# to ~27k values/s on a loaded 2-CPU machine.  The asyncio driver waits in
-# its loop instead.  MicroPython has no sched_yield: nothing to do.
+# (the broker on a small host): in inbound runs of benchmarks/run.py on a
+# loaded 2-CPU machine, sync inbound went from 8-31k to 24-32k values/s.  The
+# asyncio driver waits in its loop instead.  MicroPython has no sched_yield.
 try:
     from os import sched_yield as _give_way
 except ImportError:

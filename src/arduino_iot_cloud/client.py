@@ -140,6 +140,7 @@ class ArduinoCloudClient:
                                  self.session, _open_socket, backoff,
                                  open_connection_async=_open_socket_async if cpython else None,
                                  start_connection=None if tls.hardware == "se05x" else _start_socket)
+            self.engine.give_way = sync_mode  # a tight update() loop yields the CPU when idle (engine.py)
         elif transport == "paho":
             if compat.MICROPYTHON:
                 raise ConfigError("transport='paho' runs on CPython only; use transport='socket'")

@@ -7,9 +7,18 @@
 # run this file; their different socket methods are bridged here, in the one
 # place they meet.  Opening a connection is connect.py's job.
 
+import socket
+
 from .errors import TLSError, TransportError
 
 _RECV_SIZE = 4096
+# Linux: acknowledge received bytes at once instead of after the delayed-ACK
+# timer (40 ms).  A broker with Nagle's algorithm on (mosquitto's default,
+# set_tcp_nodelay false) holds every small answer until its previous segment
+# is acknowledged, so each request/answer step of an attach waited for that
+# timer (benchmarks/README.md has the packet trace).  The kernel drops back
+# to delayed ACKs by itself, so the option is set again after every read.
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 # MicroPython reads into one buffer kept per connection: its stream read(n)
 # allocates n bytes before it knows whether anything is there, so read(4096)
 # on every update() would ask a long-running board's (fragmented) heap for a
@@ -115,6 +124,18 @@ class Connection:
             self._view = memoryview(self._buf)
             self._read = self._read_into
         self.closed = False
+        # Until the first bytes of MQTT arrive, reads that only take TLS
+        # records (CPython's session tickets) acknowledge at once as well.
+        # (CPython's TLS socket took over the TCP one's descriptor: options go to it.)
+        self._tcp = sock if hasattr(sock, "setsockopt") else raw
+        self._quickack = _QUICKACK is not None and hasattr(self._tcp, "setsockopt")
+        self._greeted = False
+
+    def _ack_now(self):
+        try:
+            self._tcp.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:
+            self._quickack = False
 
     def _read_into(self, _size):
         # Like read(): None when nothing is there, b"" at EOF, else the bytes read.
@@ -131,6 +152,8 @@ class Connection:
         try:
             data = self._read(_RECV_SIZE)
         except (SSLWantReadError, SSLWantWriteError):
+            if self._quickack and not self._greeted:
+                self._ack_now()
             return None
         except OSError as e:
             if errno_of(e) in WOULD_BLOCK:
@@ -144,6 +167,9 @@ class Connection:
             return None
         if not data:
             raise TransportError("connection closed by the broker")
+        if self._quickack:
+            self._greeted = True
+            self._ack_now()
         return data
 
     def send(self, data):

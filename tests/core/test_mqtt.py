@@ -77,11 +77,65 @@ def test_reader_one_byte_at_a_time_and_trailing_bytes():
 
 def test_reader_refuses_oversized_and_overlong_length():
     r = p.PacketReader(max_size=100)
-    r.feed(b"\x30\xff\x7f")
+    r.feed(b"\x90\xff\x7f")  # only a PUBLISH may be skipped; a huge SUBACK is a broken broker
     _raises(DecodeError, r.next_packet)
     r = p.PacketReader()
     r.feed(b"\x30\xff\xff\xff\xff\x01")
     _raises(DecodeError, r.next_packet)
+
+
+def _oversized_then_small(qos):
+    # A 20,000-byte PUBLISH (the reader's limit is 100), then a small one.
+    big = b"\x00\x05big/t" + (b"\x01\x02" if qos else b"") + b"x" * (20000 - 7 - (2 if qos else 0))
+    head = bytes((0x30 | (qos << 1),)) + b"\xa0\x9c\x01"  # 20000 = 0x20 | 0x80, 0x1c | 0x80, 1
+    return head + big, b"\x30\x06\x00\x01tab!"
+
+
+def test_reader_skips_an_oversized_publish_in_bounded_memory():
+    big, small = _oversized_then_small(1)
+    for chunk in (1, 7, 1000, 4096, len(big) + len(small)):
+        r = p.PacketReader(max_size=100)
+        stream = big + small
+        got = []
+        for i in range(0, len(stream), chunk):
+            r.feed(stream[i:i + chunk])
+            assert r.buffered() <= 100 + chunk, (chunk, r.buffered())
+            while True:
+                pk = r.next_packet()
+                if pk is None:
+                    break
+                got.append((pk, r.skipped))
+        # The skipped one comes out as its head (topic and packet id, no
+        # payload), with `skipped` telling its size.
+        assert got == [((0x32, b"\x00\x05big/t\x01\x02"), 20000), ((0x30, b"\x00\x01tab!"), 0)], (chunk, got)
+
+
+def test_oversized_publish_is_skipped_acked_and_the_next_one_arrives():
+    from arduino_iot_cloud.mqtt.protocol import EV_SKIPPED
+
+    for qos in (0, 1):
+        m = MQTTProtocol("dev", keepalive=10, max_packet_size=100)
+        m.connect(0)
+        m.data_to_send()
+        m.receive_data(CONNACK_OK, 0)
+        big, small = _oversized_then_small(qos)
+        events = []
+        for i in range(0, len(big), 4096):
+            events += m.receive_data(big[i:i + 4096], 5)
+        events += m.receive_data(small, 6)
+        assert events == [(EV_SKIPPED, "big/t", 20000), (EV_MESSAGE, "t", b"ab!", 0, False)], events
+        assert m.connected
+        # A QoS 1 one is acknowledged all the same: the broker must not keep it in flight.
+        assert bytes(m.data_to_send()) == (b"\x40\x02\x01\x02" if qos else b"")
+
+
+def test_oversized_publish_with_a_broken_head_is_refused():
+    m = MQTTProtocol("dev", keepalive=10, max_packet_size=100)
+    m.connect(0)
+    m.data_to_send()
+    m.receive_data(CONNACK_OK, 0)
+    # The topic length says 60,000 bytes: more than the whole packet holds.
+    _raises(DecodeError, m.receive_data, b"\x30\xa0\x9c\x01\xea\x60" + b"x" * 300, 1)
 
 
 def test_connack_refusals_are_readable():

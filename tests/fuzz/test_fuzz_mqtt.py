@@ -206,13 +206,23 @@ def test_protocol_receive_data(parts, connack_first, rng):
         _run_protocol(case, rng, connack_first)
 
 
-def test_oversized_packet_refused_before_buffering():
-    # A header claiming 256 MB, then a flood: the first feed already fails.
+def test_oversized_packet_refused_or_skipped_before_buffering():
+    # A header claiming 256 MB, then a flood.  Anything but a PUBLISH: the
+    # first feed already fails.
     proto = MQTTProtocol("dev", keepalive=10, max_packet_size=MAX)
     proto.connect(0)
     proto.receive_data(b"\x20\x02\x00\x00", 0)
-    _, err = bounded_call(proto.receive_data, DecodeError, b"\x30\xff\xff\xff\x7f" + b"x" * 100, 1)
+    _, err = bounded_call(proto.receive_data, DecodeError, b"\x90\xff\xff\xff\x7f" + b"x" * 100, 1)
     assert err is not None and "exceeds" in str(err)
+    # A PUBLISH: its bytes are dropped as they come, nothing piles up.
+    proto.connection_lost()
+    proto.connect(2)
+    proto.receive_data(b"\x20\x02\x00\x00", 2)
+    assert proto.receive_data(b"\x30\xff\xff\xff\x7f\x00\x01t", 3) == []
+    for _ in range(256):
+        assert proto.receive_data(b"x" * 4096, 3) == []
+        assert proto._reader.buffered() == 0
+    assert proto.connected
 
 
 def test_mutants_of_a_real_session_stream():

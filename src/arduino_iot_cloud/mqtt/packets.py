@@ -6,8 +6,12 @@
 # arrive (any split: one byte at a time, several packets at once) and hands
 # out whole packets as (first_byte, body) pairs; an incomplete tail stays
 # buffered until more bytes come.  The reader never trusts a length field: a
-# remaining length above max_size is refused before anything is allocated, so
-# a hostile or broken peer cannot make the client buffer without bound.
+# remaining length above max_size is never buffered, so a hostile or broken
+# peer cannot make the client buffer without bound.  A PUBLISH that large (a
+# 1 MB dashboard write) is skipped: only its head (topic and packet id) is
+# kept, and the rest of its bytes are dropped as they arrive, so the link
+# stays up and the next message is read at once.  Any other packet that large
+# is refused.
 # Nothing here knows about sockets or time.
 
 from ..compat import const
@@ -133,22 +137,35 @@ class PacketReader:
     """Split a byte stream into MQTT packets.
 
     feed(data) appends bytes; next_packet() returns (first_byte, body) for the
-    next complete packet, or None when more bytes are needed.
+    next complete packet, or None when more bytes are needed.  For a PUBLISH
+    larger than max_size, body is only its head (topic and packet id) and
+    `skipped` holds the packet's size until the next call (0 otherwise).
     """
 
     def __init__(self, max_size=131072):
         self.max_size = max_size
+        self.skipped = 0
         self._buf = bytearray()
         self._pos = 0
+        self._skip = 0      # bytes of an oversized PUBLISH still to drop
+        self._held = None   # (first, head, size) of it, handed out once all is dropped
 
     def reset(self):
         self._buf = bytearray()
         self._pos = 0
+        self._skip = 0
+        self._held = None
 
     def buffered(self):
         return len(self._buf) - self._pos
 
     def feed(self, data):
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
         if self._pos:
             # Drop what was consumed before growing the buffer again.
             self._buf = self._buf[self._pos:]
@@ -156,6 +173,14 @@ class PacketReader:
         self._buf.extend(data)
 
     def next_packet(self):
+        if self.skipped:
+            self.skipped = 0
+        if self._held is not None:
+            if self._skip:
+                return None
+            first, head, self.skipped = self._held
+            self._held = None
+            return first, head
         buf = self._buf
         pos = self._pos
         end = len(buf)
@@ -176,7 +201,7 @@ class PacketReader:
             if shift > 21:
                 raise DecodeError("MQTT remaining length uses more than 4 bytes")
         if length > self.max_size:
-            raise DecodeError("MQTT packet of %d bytes exceeds the maximum of %d" % (length, self.max_size))
+            return self._skip_oversized(buf[pos], i, length)
         if end - i < length:
             return None
         first = buf[pos]
@@ -186,6 +211,33 @@ class PacketReader:
             self._buf = bytearray()
             self._pos = 0
         return first, body
+
+    def _skip_oversized(self, first, i, length):
+        # Keep the head, drop the rest of the packet, as far as it is here.
+        # The head is at most 65,539 bytes, less than max_size.
+        if first & 0xF0 != PUBLISH:
+            raise DecodeError("MQTT packet of %d bytes exceeds the maximum of %d" % (length, self.max_size))
+        buf = self._buf
+        end = len(buf)
+        if end - i < 2:
+            return None
+        head = 2 + ((buf[i] << 8) | buf[i + 1]) + (2 if first & 0x06 else 0)
+        if head > length:
+            raise DecodeError("PUBLISH topic longer than its packet")
+        if end - i < head:
+            return None
+        held = (first, bytes(buf[i:i + head]), length)
+        here = min(length, end - i)
+        self._skip = length - here
+        self._pos = i + here
+        if self._pos == end:
+            self._buf = bytearray()
+            self._pos = 0
+        if self._skip:
+            self._held = held
+            return None
+        self.skipped = length
+        return held[0], held[1]
 
 
 def u16(body, at):

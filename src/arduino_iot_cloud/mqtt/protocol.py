@@ -30,6 +30,10 @@
 #         never run out, whatever the broker does.
 # Rule 5: only complete packets are proof of life, for the keepalive and for
 #         the CONNACK timeout (which runs from connect(), whatever arrives).
+# Rule 6: a PUBLISH larger than max_packet_size is skipped, not buffered: its
+#         bytes are dropped as they come, a QoS 1 one is acknowledged all the
+#         same (or the broker would hold it in flight for good), the driver
+#         hears of it (EV_SKIPPED), and the connection stays up.
 
 from ..compat import const
 from ..errors import ConnectRefused, DecodeError, LocalError, SubscribeRefused, TransportError
@@ -44,6 +48,7 @@ EV_MESSAGE = const(2)      # (EV_MESSAGE, topic, payload, qos, retain)
 EV_PUBACK = const(3)       # (EV_PUBACK, pid)
 EV_SUBACK = const(4)       # (EV_SUBACK, pid, granted_qos_list)
 EV_UNSUBACK = const(5)     # (EV_UNSUBACK, pid)
+EV_SKIPPED = const(6)      # (EV_SKIPPED, topic, size): a PUBLISH over max_packet_size, dropped
 
 # How long the broker gets to answer CONNECT when keepalive is 0.
 _CONNECT_TIMEOUT_MS = const(10000)
@@ -65,6 +70,7 @@ class MQTTProtocol:
         self.keepalive_ms = keepalive * 1000
         self.keepalive = keepalive
         self.max_inflight = max_inflight
+        self.max_packet_size = max_packet_size
         self.state = DISCONNECTED
         self._reader = p.PacketReader(max_packet_size)
         self._out = bytearray()
@@ -221,8 +227,9 @@ class MQTTProtocol:
         for a refused CONNACK and SubscribeRefused for a refused subscription;
         whatever the error, the connection must be closed.
         """
+        reader = self._reader
         if data:
-            self._reader.feed(data)
+            reader.feed(data)
         events = []
         handled = 0
         self.backlog = False
@@ -230,13 +237,27 @@ class MQTTProtocol:
             if max_packets and handled >= max_packets:
                 self.backlog = True
                 return events
-            packet = self._reader.next_packet()
+            packet = reader.next_packet()
             if packet is None:
                 return events
             handled += 1
             self.packets_in += 1
             self._last_rx = now  # Rule 5
-            self._handle(packet[0], packet[1], events)
+            if reader.skipped:
+                self._skipped(packet[0], packet[1], reader.skipped, events)
+            else:
+                self._handle(packet[0], packet[1], events)
+
+    def _skipped(self, first, head, size, events):
+        # Rule 6: head is the packet's topic and packet id, without payload.
+        if self.state != CONNECTED:
+            raise DecodeError("PUBLISH before CONNACK")
+        topic, _payload, qos, pid, _retain, _dup = p.decode_publish(first, head)
+        if qos == 2:
+            raise DecodeError("PUBLISH with QoS 2, which this client never subscribes with")
+        if qos == 1:
+            self._out.extend(p.encode_puback(pid))
+        events.append((EV_SKIPPED, topic, size))
 
     def _handle(self, first, body, events):
         kind = first & 0xF0

@@ -413,6 +413,9 @@ def test_paho_transport_and_a_restart_of_ones_own(local_cloud, device_factory, t
             client.update()
             time.sleep(0.002)
         assert restarted == [1], progress(local_cloud, dev, ota_id)
+        # The restart waited for the broker's PUBACK of the Reboot report; the cloud's
+        # emulator reads it from the broker a moment later.
+        local_cloud.wait_ota(dev, "Reboot", ota_id, timeout=10)
         assert progress(local_cloud, dev, ota_id)[-1] == ("Reboot", 0)
         assert slots.read_state(str(root))["trial"] == 1
         assert open(os.path.join(app_dir(str(root)), "main.py")).read().count("VERSION = 2") == 1

@@ -282,6 +282,10 @@ class _Link:
         engine = self._engine
         return engine.logged_in and len(engine.unacked) < engine.max_inflight
 
+    def inflight_count(self) -> int:
+        """QoS 1 messages handed to paho and not acknowledged yet (as MQTTProtocol's)."""
+        return len(self._engine.unacked)
+
 
 class _ConnectAttempt:
     """One paho connect() in a thread of its own, so that neither update() nor

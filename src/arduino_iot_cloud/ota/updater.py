@@ -261,8 +261,11 @@ class OTA:
 
     def _maybe_restart(self, now):
         # Restart once the Reboot report is acknowledged (or after a grace period).
-        mqtt = getattr(getattr(self.client, "engine", None), "mqtt", None)
-        delivered = not self._reports and (mqtt is None or mqtt.inflight_count() == 0)
+        # The session's link is the MQTT state of either transport (socket or paho);
+        # with no link the report may be lost, so only the grace period ends the wait.
+        session = getattr(self.client, "session", None)
+        link = None if session is None else session.link
+        delivered = not self._reports and link is not None and link.inflight_count() == 0
         if delivered or now >= self._reboot_at:
             self._do_restart()
 

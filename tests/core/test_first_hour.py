@@ -9,26 +9,13 @@ from arduino_iot_cloud.records import Registry
 from arduino_iot_cloud.session import SILENCE_WARN_MS, WAIT_THING, DeviceSession
 from arduino_iot_cloud.transport import tls_error
 
+import util
+
 DEV = "d3f0b2c8-0000-4000-8000-000000000015"
 THING = "7a1c2e44-0000-4000-8000-0000000000bb"
 
 
-class Link:
-    def __init__(self):
-        self.pubs = []
-
-    def subscribe(self, topic, qos=1):
-        pass
-
-    def unsubscribe(self, topic):
-        pass
-
-    def publish(self, topic, payload, qos=1):
-        self.pubs.append((topic, payload))
-
-    def can_publish(self):
-        return True
-
+class Link(util.Link):
     def thing_begins(self):
         begin = commands.thing_begin("")
         return [pl for t, pl in self.pubs if t.endswith("/c/up") and pl == begin]

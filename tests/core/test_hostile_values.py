@@ -12,7 +12,7 @@ from arduino_iot_cloud.records import (
     Property, Registry, Schedule, Television, ValueTypeError, coerce, day_and_month,
 )
 from arduino_iot_cloud.session import READY, DeviceSession
-from util import raises
+from util import Link, raises
 
 DEV = "d3f0b2c8-0000-4000-8000-0000000000h1"
 THING = "7a1c2e44-0000-4000-8000-0000000000h1"
@@ -26,23 +26,6 @@ DAY = 86400
 CYCLE = 146097 * DAY  # the Gregorian calendar repeats every 400 years, to the day
 INT64_MAX = 2 ** 63 - 1
 INT64_MIN = -2 ** 63
-
-
-class Link:
-    def __init__(self):
-        self.pubs = []
-
-    def subscribe(self, topic, qos=1):
-        pass
-
-    def unsubscribe(self, topic):
-        pass
-
-    def publish(self, topic, payload, qos=1):
-        self.pubs.append((topic, payload))
-
-    def can_publish(self):
-        return True
 
 
 def _ready_session(*records):

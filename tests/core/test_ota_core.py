@@ -20,7 +20,7 @@ from arduino_iot_cloud.ota.lzss import LZSSDecoder
 from arduino_iot_cloud.ota.tar import TarExtractor, makedirs
 from arduino_iot_cloud.session import DeviceSession
 from arduino_iot_cloud.records import Registry
-from util import raises, tohex, unhex
+from util import Link, raises, tohex, unhex
 
 DEV = "d3f0b2c8-0000-4000-8000-000000000001"
 ID = bytes(range(16))
@@ -163,20 +163,6 @@ def test_urls_must_be_https_and_short():
 
 # --- the session's hook --------------------------------------------------------------------------
 
-class _Link:
-    def __init__(self):
-        self.pubs = []
-
-    def subscribe(self, topic, qos=1):
-        pass
-
-    def publish(self, topic, payload, qos=1):
-        self.pubs.append((topic, payload))
-
-    def can_publish(self):
-        return True
-
-
 class _Ota:
     def __init__(self):
         self.calls = []
@@ -194,7 +180,7 @@ def _update_cmd():
 
 def test_without_ota_an_update_is_answered_unavailable():
     s = DeviceSession(DEV, Registry(), None, "2.0.0")
-    link = _Link()
+    link = Link()
     s.on_connected(link, 0)
     s.on_message("/a/d/%s/c/dw" % DEV, _update_cmd(), 1)
     topic, payload = link.pubs[-1]
@@ -205,7 +191,7 @@ def test_without_ota_an_update_is_answered_unavailable():
 def test_with_ota_the_session_hands_over_and_reports_attaches():
     s = DeviceSession(DEV, Registry(), None, "2.0.0")
     s.ota = _Ota()
-    link = _Link()
+    link = Link()
     s.on_connected(link, 0)
     s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.THING_UPDATE, ["t1"])), 1)
     s.on_message("/a/d/%s/c/dw" % DEV, cbor_dumps(CBORTag(commands.LAST_VALUES_UPDATE, [b"\x80"])), 2)

@@ -8,30 +8,14 @@ from arduino_iot_cloud.records import (
 )
 from arduino_iot_cloud.session import READY, SYNCING, WAIT_THING, DeviceSession
 
+import util
+
 DEV = "d3f0b2c8-0000-4000-8000-000000000001"
 THING = "7a1c2e44-0000-4000-8000-0000000000aa"
 
 
-class Link:
+class Link(util.Link):
     """The MQTT side of the session, recorded."""
-
-    def __init__(self):
-        self.subs = []
-        self.unsubs = []
-        self.pubs = []
-        self.room = True
-
-    def subscribe(self, topic, qos=1):
-        self.subs.append(topic)
-
-    def unsubscribe(self, topic):
-        self.unsubs.append(topic)
-
-    def publish(self, topic, payload, qos=1):
-        self.pubs.append((topic, payload))
-
-    def can_publish(self):
-        return self.room
 
     def published_on(self, topic):
         return [senml.decode(pl) for t, pl in self.pubs if t == topic]

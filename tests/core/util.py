@@ -27,3 +27,27 @@ def raises(exc_type, fn, *args, **kwargs):
 
 def is_nan(x):
     return isinstance(x, float) and x != x
+
+
+class Link:
+    """The MQTT side of a DeviceSession, recorded: what it subscribed, unsubscribed
+    and published; `room` is what can_publish() answers."""
+
+    def __init__(self):
+        self.subs = []
+        self.unsubs = []
+        self.pubs = []
+        self.room = True
+
+    def subscribe(self, topic, qos=1):
+        self.subs.append(topic)
+
+    def unsubscribe(self, topic):
+        self.unsubs.append(topic)
+
+    def publish(self, topic, payload, qos=1):
+        self.pubs.append((topic, payload))
+
+    def can_publish(self):
+        return self.room
+

@@ -35,3 +35,31 @@ def fault_proxy(local_cloud):
     finally:
         p.stop()
         assert not p.threads(), "proxy threads left behind: %r" % p.threads()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A CA and a server certificate for 127.0.0.1 (the local cloud's Pki), for rogue brokers."""
+    from arduino_iot_cloud.localcloud.pki import Pki
+
+    ca = Pki(tmp_path_factory.mktemp("rogue-pki"))
+    ca.ensure()
+    return ca
+
+
+@pytest.fixture
+def broker(pki):
+    """``broker(script)`` -> a started rogue.RogueBroker (tests/faults/rogue.py), stopped after the test."""
+    import rogue
+
+    made = []
+
+    def make(script):
+        b = rogue.RogueBroker(str(pki.server_cert), str(pki.server_key), script).start()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+

@@ -25,15 +25,6 @@ THING = "thing-big"
 BIG = 1024 * 1024  # a 1 MB write, eight times the client's 128 KiB limit
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    from arduino_iot_cloud.localcloud.pki import Pki
-
-    ca = Pki(tmp_path_factory.mktemp("oversized-pki"))
-    ca.ensure()
-    return ca
-
-
 def _senml_n(value):
     from arduino_iot_cloud import senml
 
@@ -61,20 +52,6 @@ def big_write_script(sent):
     def script(conn):
         conn.serve(60, on_packet=on_packet)
     return script
-
-
-@pytest.fixture
-def broker(pki):
-    made = []
-
-    def make(script):
-        b = rogue.RogueBroker(str(pki.server_cert), str(pki.server_key), script).start()
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.stop()
 
 
 def _pubacks(b):

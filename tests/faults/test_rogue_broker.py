@@ -20,29 +20,6 @@ SECRET = "rogue-test-secret-0123456789"
 KEEPALIVE = 2
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    from arduino_iot_cloud.localcloud.pki import Pki
-
-    ca = Pki(tmp_path_factory.mktemp("rogue-pki"))
-    ca.ensure()
-    return ca
-
-
-@pytest.fixture
-def broker(pki):
-    made = []
-
-    def make(script):
-        b = rogue.RogueBroker(str(pki.server_cert), str(pki.server_key), script).start()
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.stop()
-
-
 def _client(pki, broker, sync=True, reconnect_cap=4.0, **props):
     from arduino_iot_cloud import ArduinoCloudClient
 

@@ -5,7 +5,7 @@ variables from the caller's environment, ``driven`` (in-process device drivers) 
 
 import pytest
 
-from e2e_helpers import TEST_TIME_LIMIT, Driver, ScriptProcess
+from e2e_helpers import TEST_TIME_LIMIT, Driver, scripts  # noqa: F401  (scripts: a fixture)
 
 
 @pytest.fixture
@@ -35,20 +35,3 @@ async def driven():
     yield drive
     for d in drivers:
         await d.stop()
-
-
-@pytest.fixture
-def scripts(tmp_path):
-    """``start(argv, env)`` -> a ScriptProcess; every one is stopped (terminate, then kill) after the test."""
-    started = []
-
-    def start(argv, env):
-        proc = ScriptProcess(argv, env, tmp_path / ("script-%d.log" % len(started)))
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            proc.stop()

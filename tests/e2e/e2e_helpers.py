@@ -11,6 +11,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from arduino_iot_cloud import ArduinoCloudClient
 
 TRANSPORTS = ["socket", "paho"]
@@ -126,3 +128,20 @@ class ScriptProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self._out.close()
+
+
+@pytest.fixture
+def scripts(tmp_path):
+    """``start(argv, env)`` -> a ScriptProcess; every one is stopped (terminate, then kill) after the test."""
+    started = []
+
+    def start(argv, env):
+        proc = ScriptProcess(argv, env, tmp_path / ("script-%d.log" % len(started)))
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.stop()

@@ -26,7 +26,7 @@ import pytest
 from arduino_iot_cloud import SealingContext
 from arduino_iot_cloud.errors import ConfigError, UnsealError
 from arduino_iot_cloud.sealing import message
-from e2e_helpers import WAIT, Driver, ScriptProcess, make_client, script_env
+from e2e_helpers import WAIT, Driver, make_client, script_env, scripts  # noqa: F401  (scripts: a fixture)
 from mpy_helpers import micropython_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -231,22 +231,6 @@ def wait_count(proc, text, n, timeout=WAIT):
         assert proc.alive(), proc.output()[-3000:]
         assert time.monotonic() < deadline, "fewer than %d %r:\n%s" % (n, text, proc.output()[-3000:])
         time.sleep(0.02)
-
-
-@pytest.fixture
-def scripts(tmp_path):
-    started = []
-
-    def start(argv, env):
-        proc = ScriptProcess(argv, env, tmp_path / ("script-%d.log" % len(started)))
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            proc.stop()
 
 
 @pytest.mark.e2e

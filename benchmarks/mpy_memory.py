@@ -56,9 +56,9 @@ from mpy_helpers import MpyProcess, micropython_path, mpy_env, run_mpy  # noqa: 
 TARGET_STEADY = 30 * 1024  # bytes: the client's own steady-state heap (beyond its imports)
 
 # Library modules in dependency order, so each import measures that module alone.
-IMPORT_ORDER = ("errors", "cbor", "compat", "version", "backoff", "records", "senml", "commands",
-                "mqtt.packets", "mqtt.protocol", "session", "engine", "cadata", "tls", "transport",
-                "connect", "client")
+IMPORT_ORDER = ("errors", "cbor", "compat", "version", "retry", "records", "senml", "commands",
+                "mqtt.packets", "mqtt.protocol", "session", "cadata", "tls", "net", "net.connection",
+                "net.connector", "net.engine", "net.socket_engine", "net.wait", "client")
 # MicroPython's own modules the library uses, imported first (their cost is not the library's).
 RUNTIME_MODULES = ("asyncio", "select", "socket", "ssl", "struct", "binascii", "random", "os")
 
@@ -120,11 +120,11 @@ def measure_imports(work, compiled):
     # The whole package as installed (real __init__): import arduino_iot_cloud + the lazy ones.
     full = make_library_copy(os.path.join(work, "full-" + kind), False, compiled)
     r = run_mpy([DEVICE, "imports"] + list(RUNTIME_MODULES) +
-                ["arduino_iot_cloud", "arduino_iot_cloud.connect", "arduino_iot_cloud.backoff"],
+                ["arduino_iot_cloud", "arduino_iot_cloud.net.socket_engine", "arduino_iot_cloud.net.wait"],
                 mpy_env(full), timeout=60)
     whole = parse_mem(r.stdout)
     total = sum(whole.get("import:" + n, 0) for n in
-                ("arduino_iot_cloud", "arduino_iot_cloud.connect", "arduino_iot_cloud.backoff"))
+                ("arduino_iot_cloud", "arduino_iot_cloud.net.socket_engine", "arduino_iot_cloud.net.wait"))
     return {"modules": lib, "runtime_modules": runtime, "library_total": total, "lib_dir": full}
 
 

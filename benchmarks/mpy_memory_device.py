@@ -47,7 +47,8 @@ def _getenv(name, default=None):
 def _device():
     before = heap()
     import micropython_device as example  # the example's settings, client and properties
-    import arduino_iot_cloud.connect  # noqa: F401 - imported at the first connect: count it here
+    import arduino_iot_cloud.net.socket_engine  # noqa: F401 - imported by the constructor: count it here
+    import arduino_iot_cloud.net.wait  # noqa: F401
 
     after = heap()
     out("imports", after - before)

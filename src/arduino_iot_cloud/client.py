@@ -2,14 +2,16 @@
 # and the two drivers that run it.
 #
 # The client owns a Registry (properties and tasks), a DeviceSession (attach
-# and sync, sans-I/O) and an Engine (connection, MQTT, reconnects).  Drivers:
+# and sync, sans-I/O) and an engine (net/: connection, MQTT, reconnects).  Drivers:
 #   - start() in async mode runs an asyncio loop: one network task that waits
 #     for the socket, a user write, or the next deadline, whichever is first,
 #     plus any coroutine the user added with create_task();
 #   - sync_mode=True: start() blocks until the device is attached, then the
 #     user calls update(), one bounded non-blocking step, from a polling loop.
 # Both drivers call the same _step(); neither holds protocol logic.
-# The constructor does no network I/O.
+# The constructor does no network I/O.  The network layer (net/, tls.py) is
+# imported by the constructor, not here: importing the package loads no
+# socket, ssl, select or asyncio (tests/core/test_layering.py).
 #
 # The first attach's rule: until the device has attached once, start() (and
 # run()) raise a refusal that retrying cannot fix (RemoteError.permanent: a
@@ -24,13 +26,11 @@
 
 import time
 
-from . import compat
 from .compat import getLogger, now_ms
-from .engine import Engine, handshake_timeout
 from .errors import AttachTimeout, ConfigError, LocalError, RemoteError
 from .records import RESERVED_NAMES, Composite, Property, Registry, Schedule, Task
+from .retry import Backoff
 from .session import WAIT_THING, DeviceSession
-from .tls import TLSConfig
 from .version import __version__
 
 log = getLogger("arduino_iot_cloud.client")
@@ -54,24 +54,6 @@ def _getenv(name):
     except ImportError:  # MicroPython boards have no environment
         return None
     return getenv(name) or None
-
-
-def _open_socket(host, port, tls, timeout):
-    from .connect import open_connection
-
-    return open_connection(host, port, tls, timeout)
-
-
-def _start_socket(host, port, tls, timeout_ms, now):
-    from .connect import start_connection
-
-    return start_connection(host, port, tls, timeout_ms, now)
-
-
-async def _open_socket_async(host, port, tls, timeout):
-    from .connect_async import open_connection_async
-
-    return await open_connection_async(host, port, tls, timeout)
 
 
 class ArduinoCloudClient:
@@ -113,6 +95,9 @@ class ArduinoCloudClient:
         self.async_mode = not sync_mode
         self.ntp_server = ntp_server
         self.ntp_timeout = ntp_timeout
+        from . import net
+        from .tls import TLSConfig
+
         tls = TLSConfig(ssl_params, _getenv("ARDUINO_IOT_CLOUD_CA"))
         if password is None and not tls.client_cert:
             raise ConfigError("give a password, or a keyfile and certfile in ssl_params")
@@ -127,30 +112,8 @@ class ArduinoCloudClient:
         self.registry = Registry()
         self.session = DeviceSession(device_id, self.registry, self,
                                      "%s-%s" % (__version__, "async" if self.async_mode else "sync"))
-        from .backoff import Backoff
-
-        backoff = Backoff(cap_ms=int(reconnect_cap * 1000))
-        if transport == "socket":
-            if tls.hardware is None:
-                tls.context()  # a missing or wrong CA/key/certificate file: ConfigError now, not a retry loop
-            # Connects go in steps; on CPython's asyncio driver, on the loop.  An
-            # SE05x key hand-shakes at once: one bounded call (MicroPython boards).
-            cpython = not compat.MICROPYTHON
-            self.engine = Engine(device_id, username, password, keepalive, server, port, tls,
-                                 self.session, _open_socket, backoff,
-                                 open_connection_async=_open_socket_async if cpython else None,
-                                 start_connection=None if tls.hardware == "se05x" else _start_socket)
-            self.engine.give_way = sync_mode  # a tight update() loop yields the CPU when idle (engine.py)
-        elif transport == "paho":
-            if compat.MICROPYTHON:
-                raise ConfigError("transport='paho' runs on CPython only; use transport='socket'")
-            from .mqtt.paho import PahoEngine  # raises ConfigError naming the extra without paho
-
-            # paho's connect (TCP and TLS, in a thread) is bounded as ours is.
-            self.engine = PahoEngine(device_id, username, password, keepalive, server, port, tls,
-                                     self.session, backoff, connect_timeout=handshake_timeout(10.0, keepalive))
-        else:
-            raise ConfigError("transport must be 'socket' or 'paho'")
+        self.engine = net.make_engine(transport, device_id, username, password, keepalive, server, port, tls,
+                                      self.session, Backoff(cap_ms=int(reconnect_cap * 1000)), sync_mode)
         self.sealing = sealing      # a SealingContext for register(..., sealed=True)
         self.ota = ota              # ota.OTA: over-the-air updates (ota/updater.py)
         if ota is not None:
@@ -325,11 +288,13 @@ class ArduinoCloudClient:
     def _wait_sync(self, deadline, now):
         # Block until the socket is ready or the deadline passes (start() only).
         timeout = 1000 if deadline is None else max(0, min(deadline - now, 1000))
+        from .net import wait
+
         target = self.engine.wait_target()
         if target is None:
             time.sleep(timeout / 1000)
             return
-        compat.wait_ready_sync(target[0], timeout, target[1])
+        wait.wait_ready_sync(target, timeout)
 
     def _give_up_at(self, timeout):
         if timeout is None:
@@ -348,12 +313,19 @@ class ArduinoCloudClient:
         certificate the broker refuses.  timeout (seconds; None: no limit)
         bounds that first attach: AttachTimeout names the last connection
         error.  After the first attach every error is retried with backoff.
-        interval and backoff (1.4.1's arguments) are accepted and unused.
+
+        interval and backoff are 1.4.1's: the first reconnect waits up to
+        interval seconds, each failure after it multiplies that by backoff
+        (>= 1), up to reconnect_cap; the waits are random within that bound
+        (retry.py).  None keeps this library's 1 s, doubling.
         """
+        self._retry_knobs(interval, backoff)
         self._give_up_at(timeout)  # a bad timeout is refused before the NTP request
         self.update_systime()
         if self.async_mode:
-            compat.run_async(self.run(timeout=timeout))
+            from .net import wait
+
+            wait.run_async(self.run(timeout=timeout))
             return
         give_up_at = self._give_up_at(timeout)
         try:
@@ -371,6 +343,18 @@ class ArduinoCloudClient:
             self.stop()  # no link left open behind the exception
             raise
 
+    def _retry_knobs(self, interval, backoff):
+        retry = self.engine.backoff
+        if interval is not None:
+            if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
+                raise ConfigError("start(interval=) is the first reconnect delay in seconds: a number > 0")
+            retry.base_ms = max(1, int(interval * 1000))
+        if backoff is not None:
+            if not isinstance(backoff, (int, float)) or isinstance(backoff, bool) or backoff < 1:
+                raise ConfigError("start(backoff=) multiplies the reconnect delay after each failure: "
+                                  "a number >= 1")
+            retry.factor = backoff
+
     def stop(self):
         """Disconnect; in async mode start() returns (the loop closes the link)."""
         if self._running:
@@ -387,7 +371,9 @@ class ArduinoCloudClient:
             coro = coro(*args)
         self._user_tasks[name] = coro
         if self._running:
-            self._user_tasks[name] = compat.asyncio.create_task(coro)
+            from .net import wait
+
+            self._user_tasks[name] = wait.asyncio.create_task(coro)
 
     async def run(self, timeout=None):
         """The async driver, for use inside a running event loop.
@@ -397,12 +383,14 @@ class ArduinoCloudClient:
         if not self.async_mode:
             raise LocalError("run() is for async mode")
         give_up_at = self._give_up_at(timeout)
-        asyncio = compat.asyncio
+        from .net import wait
+
+        asyncio = wait.asyncio
         self._wake = asyncio.Event()
         self._running = True
         for name, coro in list(self._user_tasks.items()):
             self._user_tasks[name] = asyncio.create_task(coro)
-        waiter = compat.IOWaiter(self._wake)
+        waiter = wait.IOWaiter(self._wake)
         try:
             while self._running:
                 now = now_ms()
@@ -416,13 +404,10 @@ class ArduinoCloudClient:
                 if give_up_at is not None and not self.session.attach_count and \
                         (deadline is None or give_up_at < deadline):
                     deadline = give_up_at
-                conn = self.engine.conn
                 wait_ms = 1000 if deadline is None else max(0, min(deadline - now, 60000))
                 if self.engine.pending_output():
                     wait_ms = min(wait_ms, 5)
-                if self.engine.connecting is not None:
-                    wait_ms = min(wait_ms, 20)  # MicroPython's connect: look again soon
-                await waiter.wait(None if conn is None else conn, wait_ms)
+                await waiter.wait(self.engine.wait_target(), wait_ms)
         finally:
             waiter.close()
             self._running = False

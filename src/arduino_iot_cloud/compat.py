@@ -2,7 +2,10 @@
 #
 # Everything else in the library imports these names and stays plain Python
 # that both runtimes run.  Features are detected with try/except ImportError,
-# never by checking sys.implementation.
+# never by checking sys.implementation.  This module is a leaf that does no
+# I/O: the sans-I/O core (mqtt/, session, records) imports it, and importing
+# that core must not load asyncio, select, socket or ssl (tests/core and
+# tests/micropython check it).  The waiting helpers are net/wait.py.
 
 try:
     from micropython import const  # noqa: F401
@@ -113,102 +116,3 @@ try:
 except ImportError:
     from .cbor import dumps as cbor_dumps, loads as cbor_loads, Tag as CBORTag  # noqa: F401
     from .cbor import Simple as CBORSimple  # noqa: F401
-
-
-# --- waiting for the socket -------------------------------------------------------
-import select as _select
-
-
-def wait_ready_sync(pollable, timeout_ms, writable=False):
-    """Block until pollable is readable (or writable) or timeout_ms passes (sync start() only)."""
-    poller = _select.poll()
-    poller.register(pollable, _select.POLLOUT if writable else _select.POLLIN)
-    poller.poll(int(timeout_ms))
-
-
-# --- asyncio ------------------------------------------------------------------------
-import asyncio  # noqa: E402
-
-
-def run_async(coro):
-    asyncio.run(coro)
-
-
-if MICROPYTHON:
-    async def _readable(sock):
-        # MicroPython's asyncio parks a task on a stream with this yield.
-        yield asyncio.core._io_queue.queue_read(sock)
-
-    async def _wait_event(event, timeout_ms):
-        try:
-            await asyncio.wait_for_ms(event.wait(), timeout_ms)
-        except asyncio.TimeoutError:
-            pass
-else:
-    async def _wait_event(event, timeout_ms):
-        # A timer that sets the event is cheaper than wait_for, which makes a
-        # Task on every turn of the driver's loop.
-        timer = asyncio.get_running_loop().call_later(timeout_ms / 1000, event.set)
-        try:
-            await event.wait()
-        finally:
-            timer.cancel()
-
-
-class IOWaiter:
-    """Wait until the connection is readable, `wake` is set, or a timeout.
-
-    CPython registers the socket with the loop (add_reader); MicroPython runs
-    a small watcher task parked on the socket.  Either way a readable socket
-    just sets `wake`, so the driver has one thing to wait on.
-    """
-
-    def __init__(self, wake):
-        self.wake = wake
-        self._conn = None
-        self._fd = None
-        self._watcher = None
-        self._consumed = asyncio.Event() if MICROPYTHON else None
-
-    def _follow(self, conn):
-        if conn is self._conn:
-            return
-        self._unwatch()
-        self._conn = conn
-        if conn is None:
-            return
-        if MICROPYTHON:
-            self._watcher = asyncio.create_task(self._watch(conn.pollable()))
-        else:
-            self._fd = conn.pollable()
-            asyncio.get_running_loop().add_reader(self._fd, self.wake.set)
-
-    async def _watch(self, sock):
-        while True:
-            await _readable(sock)
-            self.wake.set()
-            await self._consumed.wait()
-            self._consumed.clear()
-
-    def _unwatch(self):
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
-        if self._fd is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(self._fd)
-            except (OSError, ValueError):
-                pass
-            self._fd = None
-        self._conn = None
-
-    async def wait(self, conn, timeout_ms):
-        self._follow(conn)
-        if self._consumed is not None:
-            self._consumed.set()
-        if not self.wake.is_set():
-            await _wait_event(self.wake, timeout_ms)
-        self.wake.clear()
-
-    def close(self):
-        self._unwatch()

@@ -51,6 +51,7 @@
 from . import commands, senml
 from .compat import const, getLogger
 from .errors import DecodeError
+from .retry import THING_RETRY_CAP_MS, THING_RETRY_FIRST_MS, Backoff
 
 log = getLogger("arduino_iot_cloud.session")
 
@@ -61,8 +62,6 @@ READY = const(3)
 
 STATE_NAMES = ("detached", "waiting for thing", "syncing", "ready")
 
-_THING_RETRY_MIN_MS = const(2000)
-_THING_RETRY_MAX_MS = const(32000)
 SYNC_TIMEOUT_MS = const(10000)
 SILENCE_WARN_MS = const(10000)
 # The cloud's answer to a timezone request is asked again after this long.
@@ -118,7 +117,7 @@ class DeviceSession:
         self.command_down = base + "/c/dw"
         self._thing_topics = None     # (e/o, e/i, shadow/o, shadow/i) of the attached thing
         self._retry_at = None         # next ThingBegin while no thing is assigned
-        self._retry_ms = _THING_RETRY_MIN_MS
+        self._thing_retry = Backoff(THING_RETRY_FIRST_MS, THING_RETRY_CAP_MS, rand=None)
         self._sync_deadline = None
         self._tz_requested_at = None
         self._command_variant = False
@@ -138,7 +137,7 @@ class DeviceSession:
         self.state = WAIT_THING
         self.thing_id = None
         self._thing_topics = None
-        self._retry_ms = _THING_RETRY_MIN_MS
+        self._thing_retry.reset()
         self._outbox = []  # stale: a fresh attach starts here
         self._warn_at = now + SILENCE_WARN_MS
         self._heard = False
@@ -255,8 +254,7 @@ class DeviceSession:
 
     def _thing_begin(self, now):
         self._request(self.command_up, commands.thing_begin(""))
-        self._retry_at = now + self._retry_ms
-        self._retry_ms = min(self._retry_ms * 2, _THING_RETRY_MAX_MS)
+        self._retry_at = now + self._thing_retry.delay_after_failure(now)
 
     def _on_device_event(self, payload, now):
         thing_id = None
@@ -328,7 +326,7 @@ class DeviceSession:
         log.info("thing %s detached by the cloud", self.thing_id)
         self._detach()
         self.state = WAIT_THING
-        self._retry_at = now + self._retry_ms
+        self._retry_at = now + self._thing_retry.ceiling()
 
     def _detach(self):
         if self._thing_topics is not None and self.link is not None:

@@ -1,10 +1,11 @@
 # Reconnect backoff: exponential growth, cap, full jitter, reset after a
-# stable period, and the Engine backing off after a refused login.
+# stable period, and the engine backing off after a refused login.
 # Plain functions against a fake clock (numbers passed in) and a fake random
 # source, so they run under pytest and MicroPython (tests/mpy_run.py) alike.
 
-from arduino_iot_cloud.backoff import Backoff
-from arduino_iot_cloud.engine import Engine
+from arduino_iot_cloud.net.connector import Opened
+from arduino_iot_cloud.net.socket_engine import SocketEngine
+from arduino_iot_cloud.retry import Backoff
 from arduino_iot_cloud.errors import ConnectRefused, TransportError
 from arduino_iot_cloud.records import Property, Registry
 from arduino_iot_cloud.session import DeviceSession
@@ -112,7 +113,7 @@ def test_connected_then_drop_counts_once():
     assert b.delay_after_failure(60000 + 10 ** 6) == 1000  # no connected() in between
 
 
-# --- the Engine, with a fake opener -------------------------------------------------
+# --- the socket engine, with a scripted connect -------------------------------------------------
 
 
 class FakeConn:
@@ -153,14 +154,14 @@ class Opener:
         self.conns = []
         self.calls = 0
 
-    def __call__(self, host, port, tls, timeout):
+    def __call__(self, host, port, tls, timeout_ms, now, address=None):
         self.calls += 1
         script = self.scripts.pop(0) if self.scripts else []
         if script == "refuse-tcp":
             raise TransportError("cannot connect to %s:%d: connection refused" % (host, port))
         conn = FakeConn(script)
         self.conns.append(conn)
-        return conn
+        return Opened(conn, now)
 
 
 CONNACK_OK = b"\x20\x02\x00\x00"
@@ -174,8 +175,8 @@ def _engine(opener, rand=_fixed(0.5), cap_ms=64000):
     reg = Registry()
     reg.add(Property("x", 1))
     session = DeviceSession(DEV, reg, None, "test")
-    return Engine(DEV, DEV, SECRET, 10, "127.0.0.1", 1, None, session, opener,
-                  Backoff(cap_ms=cap_ms, rand=rand))
+    return SocketEngine(DEV, DEV, SECRET, 10, "127.0.0.1", 1, None, session,
+                        Backoff(cap_ms=cap_ms, rand=rand), dial=opener)
 
 
 def _attempt(e, now):
@@ -292,7 +293,7 @@ class DyingConn(FakeConn):
 
 
 def test_link_dying_on_the_login_write_backs_off_not_raises():
-    e = _engine(lambda host, port, tls, timeout: DyingConn([]))
+    e = _engine(lambda host, port, tls, timeout_ms, now, address=None: Opened(DyingConn([]), now))
     assert e.connect(0) is False
     assert not e.connected
     assert isinstance(e.last_error, TransportError)
@@ -309,8 +310,7 @@ def test_client_step_survives_a_link_dying_between_step_and_publish():
     c = ArduinoCloudClient(DEV, password=SECRET, server="127.0.0.1", port=1, sync_mode=True)
     c.register("x", value=1)
     conn = FakeConn([CONNACK_OK])
-    c.engine._open = lambda host, port, tls, timeout: conn
-    c.engine._start = None  # connect through _open (CPython would start a Connector)
+    c.engine.dial = lambda host, port, tls, timeout_ms, now, address=None: Opened(conn, now)
     c.engine.connect(0)
     c.engine.step(0)  # CONNACK: the session subscribes and asks for its thing
     s = c.session
@@ -343,3 +343,54 @@ def test_out_of_memory_on_the_link_drops_it_and_reconnects():
     assert not e.connected and hungry.closed
     assert isinstance(e.last_error, TransportError) and "out of memory" in str(e.last_error)
     assert e.next_attempt > 1
+
+
+# --- 1.4.1's start(interval, backoff): the first bound and the growth ----------------------
+
+
+def _refusing_client():
+    from arduino_iot_cloud.client import ArduinoCloudClient
+
+    c = ArduinoCloudClient(DEV, password=SECRET, server="127.0.0.1", port=1, sync_mode=True)
+    c.engine.dial = Opener(*["refuse-tcp"] * 6)
+    c.engine.backoff.rand = _fixed(0.5)
+    return c
+
+
+def _waits(c, n):
+    waits, now = [], 0
+    for _ in range(n):
+        assert c.engine.due(now)
+        c.engine.connect(now)
+        waits.append(c.engine.next_attempt - now)
+        now = c.engine.next_attempt
+    return waits
+
+
+def test_start_interval_and_backoff_shape_the_reconnects():
+    c = _refusing_client()
+    c._retry_knobs(0.2, 3)  # what start(interval=0.2, backoff=3) does before anything else
+    assert _waits(c, 5) == [100, 300, 900, 2700, 8100]  # half of 0.2 s x 3**n (rand 0.5)
+    c = _refusing_client()
+    c._retry_knobs(1.0, 1.2)  # 1.4.1's defaults, given explicitly
+    assert _waits(c, 4) == [500, 600, 720, 864]
+
+
+def test_start_without_interval_and_backoff_keeps_the_defaults():
+    c = _refusing_client()
+    c._retry_knobs(None, None)
+    assert _waits(c, 4) == [500, 1000, 2000, 4000]
+
+
+def test_start_refuses_bad_interval_and_backoff_before_any_io():
+    from arduino_iot_cloud.errors import ConfigError
+
+    for interval, backoff in ((0, None), (-1, None), ("1", None), (True, None), (None, 0.5), (None, "2")):
+        c = _refusing_client()
+        try:
+            c.start(interval, backoff)
+        except ConfigError as e:
+            assert ("interval" if interval is not None else "backoff") in str(e), str(e)
+        else:
+            raise AssertionError("start(%r, %r) was accepted" % (interval, backoff))
+        assert c.engine.dial.calls == 0

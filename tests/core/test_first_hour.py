@@ -7,7 +7,7 @@ from arduino_iot_cloud import session as session_module
 from arduino_iot_cloud.errors import ConnectRefused, RemoteError, TransportError
 from arduino_iot_cloud.records import Registry
 from arduino_iot_cloud.session import SILENCE_WARN_MS, WAIT_THING, DeviceSession
-from arduino_iot_cloud.transport import tls_error
+from arduino_iot_cloud.net.connection import tls_error
 
 import util
 

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 
-from arduino_iot_cloud.compat import wait_ready_sync
+from arduino_iot_cloud.net.wait import wait_ready_sync
 
 
 class DeviceRunner:
@@ -62,7 +62,7 @@ class DeviceRunner:
                     time.sleep(0.005)
                 else:
                     # What a sync user loop would do: wait a little for data.
-                    wait_ready_sync(target[0], 10, target[1])
+                    wait_ready_sync(target, 10)
             self._drain()
         except BaseException as e:  # noqa: BLE001 - reported to the test
             self.error = e

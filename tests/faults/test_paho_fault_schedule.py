@@ -12,7 +12,7 @@ whose TLS handshake had taken longer than keepalive, before its CONNACK was
 read (paho stamps its clocks before the handshake), so a reconnect that began
 during the delay fault was cut, and on a link that stays slow every attempt
 is: the broker saw the device connect and never subscribe.  It is fixed in
-mqtt/paho.py and tested deterministically in test_paho_hostile_broker.py
+net/paho_engine.py and tested deterministically in test_paho_hostile_broker.py
 (a rogue broker with slow handshakes); here it cost one attempt at most (40
 rounds of the first schedule and 25 of the second passed before the fix).
 

@@ -25,8 +25,8 @@ from mpy_helpers import EXAMPLE, EXAMPLES, ROOT, SRC, mpy_env, run_mpy
 
 PKG = os.path.join(SRC, "arduino_iot_cloud")
 # CPython-only parts, never shipped to a board.
-EXCLUDED = ("arduino_iot_cloud.localcloud", "arduino_iot_cloud.pkcs11", "arduino_iot_cloud.mqtt.paho",
-            "arduino_iot_cloud.connect_async", "arduino_iot_cloud.localcloud_entry",
+EXCLUDED = ("arduino_iot_cloud.localcloud", "arduino_iot_cloud.pkcs11", "arduino_iot_cloud.net.paho_engine",
+            "arduino_iot_cloud.localcloud_entry",
             # the command lines (OTA pack/install, sealing) and the packer run on a computer
             "arduino_iot_cloud.ota.__main__", "arduino_iot_cloud.ota.pack", "arduino_iot_cloud.sealing.__main__")
 
@@ -34,10 +34,8 @@ EXCLUDED = ("arduino_iot_cloud.localcloud", "arduino_iot_cloud.pkcs11", "arduino
 CPYTHON_ONLY = {
     # _load_cert_chain returns before this on MicroPython (mbedTLS takes DER bytes).
     ("arduino_iot_cloud.tls", "tempfile"): "DER client keys re-encoded as PEM for CPython's ssl",
-    # client.py raises ConfigError for transport='paho' on MicroPython first.
-    ("arduino_iot_cloud.client", "arduino_iot_cloud.mqtt.paho"): "transport='paho' (CPython only)",
-    # The engine gets the asyncio connect only on CPython (open_connection_async=None on MicroPython).
-    ("arduino_iot_cloud.client", "arduino_iot_cloud.connect_async"): "the asyncio connect (CPython only)",
+    # net.make_engine raises ConfigError for transport='paho' on MicroPython first.
+    ("arduino_iot_cloud.net", "arduino_iot_cloud.net.paho_engine"): "transport='paho' (CPython only)",
 }
 
 
@@ -334,7 +332,7 @@ def test_mip_install_from_url_gives_a_working_package(mpy, http_root, tmp_path):
 
 @pytest.mark.e2e
 def test_mip_installed_package_attaches(mpy, mpy_procs, http_root, tmp_path, local_cloud, device_factory):
-    # What the device imports at run time (connect, transport, tls, backoff are imported lazily) is
+    # What the device imports at run time (net/ and tls are imported by the constructor) is
     # all in package.json: the mip-installed copy alone attaches and takes a write.
     target = tmp_path / "lib"
     r = run_mpy(["-c", "import mip\nmip.install(%r, target=%r)\n" % (http_root + "/package.json", str(target))],

@@ -21,7 +21,7 @@ import pytest
 
 from arduino_iot_cloud.errors import TLSError, TransportError
 from arduino_iot_cloud.tls import TLSConfig
-from arduino_iot_cloud.connect import open_connection
+from arduino_iot_cloud.net.connector import open_connection
 
 
 class EchoServer:
@@ -211,9 +211,29 @@ def test_tlsconfig_repr_hides_the_pin(tls_params):
 
 # -- the asyncio driver's connect: the handshake waits on the loop -----------------------------
 
-async def test_async_connect_hand_shakes_on_the_loop(hsm_cloud, hsm_device, echo, tls_params):
-    from arduino_iot_cloud.connect_async import open_connection_async
 
+async def open_connection_async(host, port, tls, timeout):
+    """What the asyncio driver does: look the name up on the loop, then step the
+    connect whenever the loop says its socket is ready (net/wait.py)."""
+    import asyncio
+
+    from arduino_iot_cloud.compat import now_ms
+    from arduino_iot_cloud.net.connector import start_connection
+    from arduino_iot_cloud.net.wait import IOWaiter, resolve_async
+
+    address = await resolve_async(host, port)
+    attempt = start_connection(host, port, tls, int(timeout * 1000), now_ms(), address)
+    waiter = IOWaiter(asyncio.Event())
+    try:
+        while True:
+            conn = attempt.step(now_ms())
+            if conn is not None:
+                return conn
+            await waiter.wait((attempt.pollable(), attempt.wants_write), max(0, attempt.deadline - now_ms()))
+    finally:
+        waiter.close()
+
+async def test_async_connect_hand_shakes_on_the_loop(hsm_cloud, hsm_device, echo, tls_params):
     tls = TLSConfig(tls_params, ca_override=hsm_cloud.ca_file)
     conn = await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)
     try:
@@ -225,8 +245,6 @@ async def test_async_connect_hand_shakes_on_the_loop(hsm_cloud, hsm_device, echo
 
 async def test_async_handshake_does_not_block_the_loop(hsm_cloud, tls_params):
     import asyncio
-
-    from arduino_iot_cloud.connect_async import open_connection_async
 
     silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never answers TLS
     ticks = 0
@@ -251,8 +269,6 @@ async def test_async_handshake_does_not_block_the_loop(hsm_cloud, tls_params):
 
 
 async def test_async_handshake_failure_is_transport_error(hsm_cloud, echo, tls_params):
-    from arduino_iot_cloud.connect_async import open_connection_async
-
     tls = TLSConfig(dict(tls_params, server_hostname="not-the-broker.example"), ca_override=hsm_cloud.ca_file)
     with pytest.raises(TLSError, match="handshake"):
         await open_connection_async("127.0.0.1", echo.port, tls, timeout=10)

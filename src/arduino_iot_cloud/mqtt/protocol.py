@@ -37,6 +37,7 @@
 
 from ..compat import const
 from ..errors import ConnectRefused, DecodeError, LocalError, SubscribeRefused, TransportError
+from ..retry import connack_timeout_ms, silence_limit_ms
 from . import packets as p
 
 DISCONNECTED = const(0)
@@ -49,16 +50,6 @@ EV_PUBACK = const(3)       # (EV_PUBACK, pid)
 EV_SUBACK = const(4)       # (EV_SUBACK, pid, granted_qos_list)
 EV_UNSUBACK = const(5)     # (EV_UNSUBACK, pid)
 EV_SKIPPED = const(6)      # (EV_SKIPPED, topic, size): a PUBLISH over max_packet_size, dropped
-
-# How long the broker gets to answer CONNECT when keepalive is 0.
-_CONNECT_TIMEOUT_MS = const(10000)
-
-
-def connack_timeout_ms(keepalive):
-    """How long the broker gets to answer CONNECT (and, on MicroPython, to
-    finish the TLS handshake, which runs inside the first reads): 1.5 x
-    keepalive, or 10 s without keepalive."""
-    return keepalive * 1500 if keepalive else _CONNECT_TIMEOUT_MS
 
 
 class MQTTProtocol:
@@ -202,7 +193,7 @@ class MQTTProtocol:
             return self._connect_at + limit
         if not self.keepalive_ms:
             return None
-        dead_at = self._last_rx + self.keepalive_ms * 3 // 2
+        dead_at = self._last_rx + silence_limit_ms(self.keepalive)
         if now >= dead_at:
             raise TransportError("nothing received from the broker for %d ms; link presumed dead"
                                  % (now - self._last_rx))

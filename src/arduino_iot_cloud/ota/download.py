@@ -11,12 +11,12 @@
 # step(now) does what the socket allows at once (the connect, or at most
 # _READS_PER_STEP reads) and returns True when the whole file has been
 # received; failures raise OtaError with the C++ library's codes.  The TCP
-# connect and TLS handshake are connect.Connector's, with the broker's TLS
+# connect and TLS handshake are net/connector.py's, with the broker's TLS
 # rules (CA and host name checked).
 
 from ..compat import const
-from ..connect import start_connection
 from ..errors import RemoteError, TLSError
+from ..net.connector import start_connection
 from . import errors
 from .errors import OtaError
 

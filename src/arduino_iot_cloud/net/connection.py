@@ -1,15 +1,15 @@
-# The socket transport's open connection: one non-blocking TLS socket, and
+# The socket engine's open connection: one non-blocking TLS socket, and
 # what its errors mean.
 #
 # recv() returns the bytes available now (None when there are none) and
 # send() writes what the socket takes now; EOF and socket errors become
 # TransportError (TLSError, with the reason in words, for TLS).  Both runtimes
 # run this file; their different socket methods are bridged here, in the one
-# place they meet.  Opening a connection is connect.py's job.
+# place they meet.  Opening a connection is connector.py's job.
 
 import socket
 
-from .errors import TLSError, TransportError
+from ..errors import TLSError, TransportError
 
 _RECV_SIZE = 4096
 # Linux: acknowledge received bytes at once instead of after the delayed-ACK
@@ -145,8 +145,8 @@ class Connection:
         return bytes(self._view[:n])
 
     def pollable(self):
-        """The object to give select.poll / the event loop."""
-        return self.sock if not hasattr(self.sock, "fileno") else self.sock.fileno()
+        """The object to give select.poll / the event loop (net/wait.py)."""
+        return self.sock
 
     def recv(self):
         try:

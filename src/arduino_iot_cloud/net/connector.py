@@ -1,19 +1,21 @@
-# Opening the socket transport's connection: the TCP connect and the TLS
-# handshake.
+# Opening the socket engine's connection: the TCP connect and the TLS
+# handshake.  start_connection() is the one way in, for both drivers and the
+# OTA download.
 #
 # A Connector takes them in steps: each step() goes as far as the socket
-# allows and returns, so neither driver waits inside the library.
-# (MicroPython's TLS socket has no handshake step of its own: there the
-# handshake runs inside the first reads and writes of the Connection.)
-# open_connection() does the same work in one blocking call bounded by a time
-# limit, for SE05x keys, which hand-shake at once.  Either way the result is a
-# non-blocking transport.Connection.
+# allows and returns, so neither driver waits inside the library; the driver
+# waits for pollable() (net/wait.py).  (MicroPython's TLS socket has no
+# handshake step of its own: there the handshake runs inside the first reads
+# and writes of the Connection.)  SE05x keys hand-shake at once, inside the
+# secure element's wrap: for them open_connection() does the same work in one
+# blocking call bounded by a time limit, and an Opened hands its result over.
+# Either way the result is a non-blocking connection.Connection.
 
 import select
 import socket
 
-from .errors import CloudError, TransportError
-from .transport import WOULD_BLOCK, Connection, SSLWantReadError, SSLWantWriteError, errno_of, handshake_error
+from ..errors import CloudError, TransportError
+from .connection import WOULD_BLOCK, Connection, SSLWantReadError, SSLWantWriteError, errno_of, handshake_error
 
 
 def _no_delay(sock):
@@ -169,6 +171,33 @@ def _tcp_done(sock):
     return True
 
 
-def start_connection(host, port, tls, timeout_ms, now):
-    """A Connector to host:port (the name lookup may wait on DNS)."""
-    return Connector(resolve(host, port), host, port, tls, timeout_ms, now)
+class Opened:
+    """A connect that finished inside start_connection() (SE05x keys): the
+    first step() hands its Connection over."""
+
+    wants_write = False
+
+    def __init__(self, conn, now):
+        self.conn = conn
+        self.deadline = now
+
+    def pollable(self):
+        return self.conn.pollable()
+
+    def step(self, now):
+        return self.conn
+
+    def close(self):
+        self.conn.close()
+
+
+def start_connection(host, port, tls, timeout_ms, now, address=None):
+    """An attempt to connect to host:port, bounded by timeout_ms.
+
+    address: (family, address) when the name was looked up already (the
+    asyncio driver does it on the loop); without it the lookup here may wait
+    on DNS.
+    """
+    if tls.hardware == "se05x":
+        return Opened(open_connection(host, port, tls, timeout_ms / 1000), now)
+    return Connector(address or resolve(host, port), host, port, tls, timeout_ms, now)

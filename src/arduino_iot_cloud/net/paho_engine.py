@@ -1,8 +1,8 @@
 # paho-mqtt 2.x as the MQTT transport (CPython only): transport="paho".
 #
-# PahoEngine has the public surface of engine.Engine (due, connect, step,
-# flush, close, drop, pending_output, conn, connected, last_error, backoff)
-# and feeds the same DeviceSession, so both drivers run it unchanged.
+# PahoEngine keeps the engine contract (engine.py: its retries, failures
+# and the shape of a step are the base class's) and feeds the same
+# DeviceSession, so both drivers run it unchanged.
 #
 # paho runs WITHOUT its background thread (no loop_start): step() drives it
 # with loop_read / loop_misc / loop_write on paho's own socket, so on_connect
@@ -46,13 +46,14 @@ import ssl
 import threading
 from typing import Any, Dict, Optional, Set, Tuple
 
-from ..backoff import Backoff
 from ..compat import getLogger
-from ..errors import (CloudError, ConfigError, ConnectRefused, DecodeError, RemoteError, SubscribeRefused,
-                      TransportError)
+from ..errors import ConfigError, ConnectRefused, DecodeError, RemoteError, SubscribeRefused, TransportError
+from ..retry import Backoff, connack_timeout_ms, silence_limit_ms
 from ..session import DeviceSession
 from ..tls import TLSConfig
-from ..transport import tls_error
+from .connection import tls_error
+from .engine import Engine
+from .socket_engine import MAX_PACKETS, MAX_READS
 
 try:
     import paho.mqtt.client as mqtt
@@ -64,17 +65,15 @@ log = getLogger("arduino_iot_cloud.paho")
 EXTRA_HINT = "pip install arduino-iot-cloud[paho]"
 
 # At most this many loop_read calls, and this many packets read, per step
-# (as engine.Engine): a flood of tiny messages cannot make one step long.
-_MAX_READS = 64
-_MAX_PACKETS = 64
+# (as the socket engine): a flood of tiny messages cannot make one step long.
+_MAX_READS = MAX_READS
+_MAX_PACKETS = MAX_PACKETS
 # paho's keepalive timers (its PINGREQ) run in loop_misc(), so step() asks
 # to be called every keepalive/20 (50 ms to 1 s).  The link is given up 1.5 x
-# keepalive after the last complete packet (_check_life), as MQTTProtocol does.
+# keepalive after the last complete packet (_check_life), as MQTTProtocol does,
+# and the broker gets as long to answer CONNECT (retry.py).
 _HOUSEKEEPING_MIN_MS = 50
 _HOUSEKEEPING_MAX_MS = 1000
-# How long the broker gets to answer CONNECT, from the moment the connection
-# is open: 1.5 x keepalive, or this with keepalive 0 (as MQTTProtocol).
-_CONNACK_TIMEOUT_MS = 10000
 # How often step() looks whether a connect under way has finished.
 _CONNECT_POLL_MS = 10
 
@@ -251,8 +250,8 @@ class _Conn:
     def __init__(self, sock: Any) -> None:
         self.sock = sock
 
-    def pollable(self) -> int:
-        return self.sock.fileno()
+    def pollable(self) -> Any:
+        return self.sock
 
 
 class _Link:
@@ -331,31 +330,23 @@ def _close_socket_of(client: Any) -> None:
         sock.close()
 
 
-class PahoEngine:
-    """engine.Engine's counterpart with paho-mqtt doing the MQTT."""
+class PahoEngine(Engine):
+    """The engine contract (engine.py) with paho-mqtt doing the MQTT.
 
-    connects_async = False  # connect() starts a _ConnectAttempt; step() picks up its result
+    connect() starts a _ConnectAttempt; step() picks up its result."""
 
     def __init__(self, client_id: str, username: Optional[str], password: Optional[str], keepalive: int,
                  host: str, port: int, tls: TLSConfig, session: DeviceSession,
                  backoff: Optional[Backoff] = None, connect_timeout: float = 10.0,
                  max_inflight: int = 32) -> None:
         _require_paho()
-        self.host = host
-        self.port = port
-        self.tls = tls
-        self.session = session
-        self.keepalive = keepalive
-        self.backoff = backoff or Backoff()
+        # (first: connect_timeout, set by Engine.__init__, lives in the paho client)
+        self.client = self._make_client(client_id, username, password, tls)
+        Engine.__init__(self, host, port, tls, session, keepalive, backoff, connect_timeout)
         self.max_inflight = max_inflight
         period = keepalive * 50 if keepalive else _HOUSEKEEPING_MAX_MS
-        self._connack_timeout_ms = keepalive * 1500 if keepalive else _CONNACK_TIMEOUT_MS
         self._housekeeping_ms = max(_HOUSEKEEPING_MIN_MS, min(_HOUSEKEEPING_MAX_MS, period))
-        self.conn: Optional[_Conn] = None
-        self.connecting: Optional[_ConnectAttempt] = None  # the attempt under way
         self._abandoned: Optional[_ConnectAttempt] = None  # one close() left to finish on its own
-        self.next_attempt = 0
-        self.last_error: Optional[CloudError] = None
         self.logged_in = False         # CONNACK 0 seen on the current connection
         self.unacked: Set[int] = set()  # mids of QoS 1 publishes awaiting PUBACK
         self.subscribing: Dict[int, str] = {}  # mid -> topic of SUBSCRIBEs awaiting SUBACK
@@ -375,21 +366,22 @@ class PahoEngine:
         self._counted_publishes = 0
         self._callback_error: Optional[BaseException] = None  # raised in a paho callback
 
+    def _make_client(self, client_id: str, username: Optional[str], password: Optional[str],
+                     tls: TLSConfig) -> Any:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
                         protocol=mqtt.MQTTv311, reconnect_on_failure=False)
         if password is not None:
             c.username_pw_set(username, password)
         c.tls_set_context(ssl_context(tls))
-        c.connect_timeout = connect_timeout  # TCP connect, and TLS handshake
         c.max_inflight_messages_set(0)  # unlimited in paho; can_publish() is the limit
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
         c.on_subscribe = self._on_subscribe
-        self.client = c
+        return c
 
-    # --- the Engine surface ------------------------------------------------------------
+    # --- the engine contract ---------------------------------------------------------
     @property
     def connect_timeout(self) -> float:
         return self.client.connect_timeout
@@ -399,20 +391,12 @@ class PahoEngine:
         # paho accepts a new value only before the first connect.
         self.client.connect_timeout = seconds
 
-    @property
-    def connected(self) -> bool:
-        return self.conn is not None
-
     def due(self, now: int) -> bool:
         if self._abandoned is not None and self._abandoned.running():
             return False  # that thread still holds the paho client
-        return self.conn is None and self.connecting is None and now >= self.next_attempt
+        return Engine.due(self, now)
 
-    def wait_target(self) -> Optional[Tuple[int, bool]]:
-        """(pollable, wait for writable?) that the next step waits on, or None."""
-        return (self.conn.pollable(), False) if self.conn is not None else None
-
-    def connect(self, now: int) -> bool:
+    def connect(self, now: int, address: Any = None) -> bool:
         """Start a connect attempt; it goes on in its own thread, and step()
         takes its result.  Returns False: the socket is not open yet."""
         self._now = now
@@ -427,16 +411,16 @@ class PahoEngine:
         error = self.connecting.error
         self.connecting = None
         if isinstance(error, OSError):
-            self._failed(now, tls_error(error, self.host, self.port)
-                         or TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, error)))
+            self.failed(now, tls_error(error, self.host, self.port)
+                        or TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, error)))
             return False
         if error is not None:  # e.g. a host name paho cannot use
-            self._failed(now, TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, error)))
+            self.failed(now, TransportError("cannot connect to %s:%d: %s" % (self.host, self.port, error)))
             return False
         sock = self.client.socket()
         if sock is None:
-            self._failed(now, TransportError("cannot connect to %s:%d: %s"
-                                             % (self.host, self.port, self._lost or "connection closed")))
+            self.failed(now, TransportError("cannot connect to %s:%d: %s"
+                                            % (self.host, self.port, self._lost or "connection closed")))
             return False
         self.conn = _Conn(sock)
         self._guard = getattr(sock, "guard", None)
@@ -449,65 +433,56 @@ class PahoEngine:
         log.info("connected to %s:%d (paho), logging in", self.host, self.port)
         return True
 
-    def step(self, now: int, unix_time: Optional[int] = None) -> Optional[int]:
-        """Read, run paho's and the session's timers, write.  Returns the next
-        deadline (ms).  Link errors drop the connection and schedule a reconnect."""
+    def _connect_step(self, now: int) -> Optional[int]:
+        if self.connecting is None:
+            return self.next_attempt
+        if self.connecting.finished and self._connect_finished(now):
+            return None
+        return now + _CONNECT_POLL_MS if self.connecting is not None else self.next_attempt
+
+    def _exchange(self, now: int) -> Optional[int]:
+        """Read, run paho's timers and ours; the next deadline."""
         self._now = now
-        if self.conn is None:
-            if self.connecting is None:
-                return self.next_attempt
-            if not (self.connecting.finished and self._connect_finished(now)):
-                return now + _CONNECT_POLL_MS if self.connecting is not None else self.next_attempt
-        try:
-            more = self._read()
-            self._check_life(now)
-            if self.logged_in:
-                # paho's keepalive (PINGREQ, or close a dead link) only once logged
-                # in: paho stamps its clocks when connect() starts, before the TLS
-                # handshake, so before the CONNACK it would close a connection
-                # whose handshake took longer than keepalive, at every attempt
-                # (the broker saw the device connect, never subscribe).  Until
-                # the CONNACK our own timeout runs, from the open connection.
-                self.client.loop_misc()
-            self._check_link()
-            deadline = now if more else now + self._housekeeping_ms
-            if self.logged_in and self.keepalive:
-                deadline = min(deadline, self._last_rx + self.keepalive * 1500)
-            if self.logged_in:
-                d = self.session.poll(now, unix_time)
-                if d is not None and d < deadline:
-                    deadline = d
-            elif now - self._connect_at >= self._connack_timeout_ms:
-                raise TransportError("no CONNACK from the broker within %d ms" % self._connack_timeout_ms)
-            self.flush(now)
-            self._check_link()
-            return deadline
-        except RemoteError as e:
-            self.drop(now, e)
-        return self.next_attempt
+        more = self._read()
+        self._check_life(now)
+        if self.logged_in:
+            # paho's keepalive (PINGREQ, or close a dead link) only once logged
+            # in: paho stamps its clocks when connect() starts, before the TLS
+            # handshake, so before the CONNACK it would close a connection
+            # whose handshake took longer than keepalive, at every attempt
+            # (the broker saw the device connect, never subscribe).  Until
+            # the CONNACK our own timeout runs, from the open connection.
+            self.client.loop_misc()
+        self._check_link()
+        deadline = now if more else now + self._housekeeping_ms
+        if self.logged_in and self.keepalive:
+            deadline = min(deadline, self._last_rx + silence_limit_ms(self.keepalive))
+        if not self.logged_in:
+            limit = connack_timeout_ms(self.keepalive)
+            if now - self._connect_at >= limit:
+                raise TransportError("no CONNACK from the broker within %d ms" % limit)
+        return deadline
 
     def flush(self, now: int) -> None:
         """Send what paho has queued; what the socket does not take now stays queued."""
-        if self.conn is not None and self.client.want_write():
+        if self.conn is None:
+            return
+        if self.client.want_write():
             self.client.loop_write()
+        self._check_link()
 
     def pending_output(self) -> bool:
         return self.conn is not None and self.client.want_write()
 
-    def drop(self, now: int, error: RemoteError) -> None:
-        """Close the connection after an error; schedule the next attempt."""
-        self._close_socket(error)
-        self._failed(now, error)
+    def wait_target(self) -> Optional[Tuple[Any, bool]]:
+        # (while a connect runs in its thread, step() asks to be called again soon)
+        return (self.conn.pollable(), False) if self.conn is not None else None
 
-    def close(self) -> None:
-        """Disconnect politely (DISCONNECT sent if possible)."""
-        if self.connecting is not None:
-            if self.connecting.abandon():
-                self._abandoned = self.connecting
-            else:
-                _close_socket_of(self.client)
-            self.connecting = None
-        self._close_socket()
+    def _abandon_connect(self) -> None:
+        if self.connecting.abandon():
+            self._abandoned = self.connecting
+        else:
+            _close_socket_of(self.client)
 
     # --- internals ----------------------------------------------------------------------
     def _read(self) -> bool:
@@ -560,7 +535,7 @@ class PahoEngine:
         if guard.packets != self._packets_seen:
             self._packets_seen = guard.packets
             self._last_rx = now
-        elif self.logged_in and self.keepalive and now - self._last_rx >= self.keepalive * 1500:
+        elif self.logged_in and self.keepalive and now - self._last_rx >= silence_limit_ms(self.keepalive):
             raise TransportError("nothing received from the broker for %d ms; link presumed dead"
                                  % (now - self._last_rx))
 
@@ -572,25 +547,16 @@ class PahoEngine:
                 raise self._guard.error  # refused by the guard: a protocol error, as on the socket transport
             raise TransportError("connection lost: %s" % (self._lost or "closed"))
 
-    def _close_socket(self, error: Optional[RemoteError] = None) -> None:
+    def _close_link(self, polite: bool) -> None:
         if self.conn is not None:
             self.conn = None
             if self.client.socket() is not None:
-                # paho's own way out: DISCONNECT, then it closes the socket.
+                # paho's own way out (after an error too: it resets paho's
+                # state): DISCONNECT, then it closes the socket.
                 self.client.disconnect()
                 self.client.loop_write()
             _close_socket_of(self.client)  # if the DISCONNECT could not be written now
         self.logged_in = False
-        self.session.on_disconnected(error)
-
-    def _failed(self, now: int, error: CloudError) -> None:
-        self.last_error = error
-        wait = self.backoff.delay_after_failure(now)
-        self.next_attempt = now + wait
-        if isinstance(error, ConnectRefused):
-            log.error("%s; next attempt in %d ms", str(error), wait)
-        else:
-            log.warning("%s; next attempt in %d ms", str(error), wait)
 
     # --- paho callbacks (run inside step(), in the caller's thread) -----------------------
     # An exception raised out of a callback would leave paho with the packet
@@ -600,12 +566,9 @@ class PahoEngine:
         if reason_code.is_failure:
             self._refused = ConnectRefused(_V311_CODE.get(reason_code.value, reason_code.value))
             return
-        log.info("logged in to the broker (paho)")
         self.logged_in = True
-        self.backoff.connected(self._now)
-        self.last_error = None
         try:
-            self.session.on_connected(self._link, self._now)
+            self._logged_in(self._link, self._now)
         except Exception as e:
             self._callback_error = e
 
@@ -634,6 +597,6 @@ class PahoEngine:
         if topic is None:
             return  # not one of ours on this connection, as MQTTProtocol ignores it
         # MQTT 3.1.1: 0x80 is the failure code; an error of the attach, as on
-        # the socket transport (logged by _failed(), with a reconnect after backoff).
+        # the socket transport (logged by failed(), with a reconnect after backoff).
         if any(code.value >= 0x80 for code in reason_codes) and self._callback_error is None:
             self._callback_error = SubscribeRefused(topic)

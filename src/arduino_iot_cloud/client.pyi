@@ -3,7 +3,7 @@
 
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar, overload
 
-from .records import Property, Task, _Kind, _OnRead, _OnWrite, _Value
+from .records.property import Property, Task, _Kind, _OnRead, _OnWrite, _Value
 from .ota.updater import OTA
 from .sealing import SealingContext
 

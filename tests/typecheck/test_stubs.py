@@ -26,7 +26,8 @@ STUBS = {  # module -> its stub
     "arduino_iot_cloud.cadata": PKG / "cadata.pyi",
     "arduino_iot_cloud.client": PKG / "client.pyi",
     "arduino_iot_cloud.errors": PKG / "errors.pyi",
-    "arduino_iot_cloud.records": PKG / "records.pyi",
+    "arduino_iot_cloud.records": PKG / "records" / "__init__.pyi",
+    "arduino_iot_cloud.records.property": PKG / "records" / "property.pyi",
     "arduino_iot_cloud.sealing": PKG / "sealing" / "__init__.pyi",
     "arduino_iot_cloud.version": PKG / "version.pyi",
 }

@@ -29,8 +29,8 @@
 # User callbacks run inside try/except: a failing callback is logged and
 # never unregisters its property or breaks the connection.
 
-from .compat import getLogger
-from .errors import ConfigError, LocalError, UnsealError, ValueTypeError
+from ..compat import getLogger
+from ..errors import ConfigError, LocalError, UnsealError, ValueTypeError
 
 log = getLogger("arduino_iot_cloud.records")
 

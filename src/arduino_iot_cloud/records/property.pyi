@@ -1,9 +1,9 @@
-# Type stubs for records.py.  The runtime module also runs on MicroPython,
+# Type stubs for property.py.  The runtime module also runs on MicroPython,
 # where annotations would cost memory on every board: the types live here.
 
 from typing import Any, Callable, Iterable, Sequence
 
-from .client import ArduinoCloudClient
+from ..client import ArduinoCloudClient
 
 # What register(type=...) accepts.
 _Kind = type[bool] | type[int] | type[float] | type[str] | type[bytes]

@@ -28,7 +28,10 @@ import time
 
 from .compat import getLogger, now_ms
 from .errors import AttachTimeout, ConfigError, LocalError, RemoteError
-from .records import RESERVED_NAMES, Composite, Property, Registry, Schedule, Task
+from .records.property import RESERVED_NAMES, Composite, Property
+from .records.registry import Registry
+from .records.schedule import Schedule
+from .records.task import Task
 from .retry import Backoff
 from .session import WAIT_THING, DeviceSession
 from .version import __version__
@@ -129,7 +132,7 @@ class ArduinoCloudClient:
         """Register a property by name (value=, type=, on_read=, on_write=,
         interval=, sealed=), or a ready-made Property, composite (Location, ...)
         or Task.  type= (bool, int, float, str) fixes the type: the cloud's
-        values of another type are refused (records.py)."""
+        values of another type are refused (records/property.py)."""
         if kwargs.pop("sealed", False):
             aiotobj = self._sealed(aiotobj, kwargs)
         elif isinstance(aiotobj, str):

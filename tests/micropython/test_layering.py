@@ -19,6 +19,7 @@ from mpy_helpers import SRC, mpy_env, run_mpy
 
 IO_MODULES = ("asyncio", "select", "socket", "ssl")
 CORE = ("arduino_iot_cloud.mqtt.protocol", "arduino_iot_cloud.session", "arduino_iot_cloud.records",
+        "arduino_iot_cloud.records.catalogue", "arduino_iot_cloud.records.schedule",
         "arduino_iot_cloud.senml", "arduino_iot_cloud.commands", "arduino_iot_cloud.retry", "arduino_iot_cloud")
 
 

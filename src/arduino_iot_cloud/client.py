@@ -30,7 +30,6 @@ from .compat import getLogger, now_ms
 from .errors import AttachTimeout, ConfigError, LocalError, RemoteError
 from .records.property import RESERVED_NAMES, Composite, Property
 from .records.registry import Registry
-from .records.schedule import Schedule
 from .records.task import Task
 from .retry import Backoff
 from .session import WAIT_THING, DeviceSession
@@ -141,8 +140,11 @@ class ArduinoCloudClient:
             raise LocalError("keyword arguments are only for register(name, ...)")
         if not isinstance(aiotobj, (Property, Task)):
             raise LocalError("register() takes a name, a property or a Task")
-        if isinstance(aiotobj, Schedule):
-            aiotobj.clock = self._local_time
+        if isinstance(aiotobj, Composite):  # (schedule.py is loaded on first use: records/__init__.py)
+            from .records.schedule import Schedule
+
+            if isinstance(aiotobj, Schedule):
+                aiotobj.clock = self._local_time
         self.registry.add(aiotobj)
         if coro is not None:
             self.create_task(aiotobj.name, coro)

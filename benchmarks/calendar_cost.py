@@ -11,7 +11,7 @@
 import sys
 import time
 
-from arduino_iot_cloud.records import Schedule, day_and_month
+from arduino_iot_cloud.records.schedule import Schedule, day_and_month
 
 try:
     _ticks_us, _diff = time.ticks_us, time.ticks_diff  # MicroPython

@@ -56,7 +56,8 @@ from mpy_helpers import MpyProcess, micropython_path, mpy_env, run_mpy  # noqa: 
 TARGET_STEADY = 30 * 1024  # bytes: the client's own steady-state heap (beyond its imports)
 
 # Library modules in dependency order, so each import measures that module alone.
-IMPORT_ORDER = ("errors", "cbor", "compat", "version", "retry", "records", "senml", "commands",
+IMPORT_ORDER = ("errors", "cbor", "compat", "version", "retry", "records.kinds", "records.property",
+                "records.task", "records.registry", "records.catalogue", "records.schedule", "senml", "commands",
                 "mqtt.packets", "mqtt.protocol", "session", "cadata", "tls", "net", "net.connection",
                 "net.connector", "net.engine", "net.socket_engine", "net.wait", "client")
 # MicroPython's own modules the library uses, imported first (their cost is not the library's).
@@ -86,14 +87,18 @@ def package_modules():
         return [dest for dest, _src in json.load(f)["urls"]]
 
 
+# Package __init__ files that import their modules: emptied to import modules one by one.
+IMPORTING_INITS = ("arduino_iot_cloud/__init__.py", "arduino_iot_cloud/records/__init__.py")
+
+
 def make_library_copy(dest, empty_init, compiled):
     """The package as mip would install it (package.json), into dest.  empty_init: the
-    package __init__ imports nothing (to import modules one by one); compiled: .mpy files."""
+    package __init__ files import nothing (to import modules one by one); compiled: .mpy files."""
     for rel in package_modules():
         src = os.path.join(SRC, rel)
         out = os.path.join(dest, rel)
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        if empty_init and rel == "arduino_iot_cloud/__init__.py":
+        if empty_init and rel in IMPORTING_INITS:
             src = os.path.join(dest, "_empty.py")
             open(src, "w").close()
         if compiled:

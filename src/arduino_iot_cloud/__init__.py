@@ -10,13 +10,15 @@ from .errors import (  # noqa: F401
     AttachTimeout, CloudError, ConfigError, ConnectRefused, DecodeError, LocalError, RemoteError, SubscribeRefused,
     TLSError, TransportError, UnsealError, ValueTypeError,
 )
-from .records import (  # noqa: F401
-    Color, ColoredLight, DimmedLight, Location, Property, Schedule, Task, Television,
-)
+from .records import Property, Task  # noqa: F401
 from .version import __version__  # noqa: F401
 
 # 1.4.1 exported the property class under this name.
 ArduinoCloudObject = Property
+
+# Imported on first use (records/__init__.py): a device that registers no
+# composite does not load them.
+_COMPOSITES = ("Color", "ColoredLight", "DimmedLight", "Location", "Schedule", "Television")
 
 
 def __getattr__(name):
@@ -27,6 +29,10 @@ def __getattr__(name):
         from .sealing import SealingContext
 
         return SealingContext
+    if name in _COMPOSITES:
+        from . import records
+
+        return getattr(records, name)
     if not name.startswith("_"):
         try:
             __import__("arduino_iot_cloud." + name)

@@ -28,7 +28,9 @@ import time
 
 from .compat import getLogger, now_ms
 from .errors import AttachTimeout, ConfigError, LocalError, RemoteError
-from .records import RESERVED_NAMES, Composite, Property, Registry, Schedule, Task
+from .records.property import RESERVED_NAMES, Composite, Property
+from .records.registry import Registry
+from .records.task import Task
 from .retry import Backoff
 from .session import WAIT_THING, DeviceSession
 from .version import __version__
@@ -129,7 +131,7 @@ class ArduinoCloudClient:
         """Register a property by name (value=, type=, on_read=, on_write=,
         interval=, sealed=), or a ready-made Property, composite (Location, ...)
         or Task.  type= (bool, int, float, str) fixes the type: the cloud's
-        values of another type are refused (records.py)."""
+        values of another type are refused (records/property.py)."""
         if kwargs.pop("sealed", False):
             aiotobj = self._sealed(aiotobj, kwargs)
         elif isinstance(aiotobj, str):
@@ -138,8 +140,11 @@ class ArduinoCloudClient:
             raise LocalError("keyword arguments are only for register(name, ...)")
         if not isinstance(aiotobj, (Property, Task)):
             raise LocalError("register() takes a name, a property or a Task")
-        if isinstance(aiotobj, Schedule):
-            aiotobj.clock = self._local_time
+        if isinstance(aiotobj, Composite):  # (schedule.py is loaded on first use: records/__init__.py)
+            from .records.schedule import Schedule
+
+            if isinstance(aiotobj, Schedule):
+                aiotobj.clock = self._local_time
         self.registry.add(aiotobj)
         if coro is not None:
             self.create_task(aiotobj.name, coro)

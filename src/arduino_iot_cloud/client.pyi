@@ -3,7 +3,9 @@
 
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar, overload
 
-from .records import Property, Task, _Kind, _OnRead, _OnWrite, _Value
+from .records.kinds import _Kind, _Value
+from .records.property import Property, _OnRead, _OnWrite
+from .records.task import Task
 from .ota.updater import OTA
 from .sealing import SealingContext
 

@@ -1,5 +1,5 @@
 # A property's type: declared with register(type=...), or fixed by the
-# device's own first value; a value from the cloud never locks it (records.py).
+# device's own first value; a value from the cloud never locks it (records/property.py).
 # Plain calls on the registry, as the session makes them; runs under
 # MicroPython too (tests/mpy_run.py).
 

@@ -1,5 +1,5 @@
 """Issue 15 item 5 end to end, on the local cloud: a stray write of the wrong type
-must not lock a property (records.py), and register(type=...) refuses it on the
+must not lock a property (records/property.py), and register(type=...) refuses it on the
 device; the local cloud's set refuses a value of another type than the device
 reported (localcloud/writes.py), from Python and from the CLI."""
 

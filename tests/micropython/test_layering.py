@@ -19,6 +19,7 @@ from mpy_helpers import SRC, mpy_env, run_mpy
 
 IO_MODULES = ("asyncio", "select", "socket", "ssl")
 CORE = ("arduino_iot_cloud.mqtt.protocol", "arduino_iot_cloud.session", "arduino_iot_cloud.records",
+        "arduino_iot_cloud.records.catalogue", "arduino_iot_cloud.records.schedule",
         "arduino_iot_cloud.senml", "arduino_iot_cloud.commands", "arduino_iot_cloud.retry", "arduino_iot_cloud")
 
 
@@ -35,7 +36,10 @@ def watched(tmp_path_factory):
 
 
 def _run(runtime, watched, module):
-    code = "import %s\nprint('imported')\n" % module
+    return _run_code(runtime, watched, "import %s\nprint('imported')\n" % module)
+
+
+def _run_code(runtime, watched, code):
     if runtime == "micropython":
         r = run_mpy(["-c", code], mpy_env(watched, SRC), timeout=60)
     else:
@@ -65,3 +69,19 @@ def test_the_watch_sees_the_network_layer(runtime, watched):
     # The check above can fail: the network layer's own modules are seen loading socket.
     out = _run(_runtime(runtime), watched, "arduino_iot_cloud.net.connection")
     assert "LOADED socket" in out, out
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_composite_types_load_on_first_use(runtime, watched):
+    # A device that registers no composite loads neither catalogue.py nor schedule.py
+    # (records/__init__.py), and `from arduino_iot_cloud import Location` still works.
+    code = ("import sys\nimport arduino_iot_cloud\nimport arduino_iot_cloud.client\n"
+            "print('early', [m for m in ('catalogue', 'schedule') if 'arduino_iot_cloud.records.' + m in sys.modules])\n"
+            "from arduino_iot_cloud import Location, Schedule\n"
+            "from arduino_iot_cloud.records import Television, day_and_month\n"
+            "print('late', [m for m in ('catalogue', 'schedule') if 'arduino_iot_cloud.records.' + m in sys.modules])\n"
+            "print(Location('loc', lat=1.0, lon=2.0).lat, Schedule('s').active, Television.PLAYBACK_NONE, "
+            "day_and_month(0))\n")
+    out = _run_code(_runtime(runtime), watched, code)
+    assert "early []" in out and "late ['catalogue', 'schedule']" in out, out
+    assert "1.0 False 255 (1, 0)" in out, out

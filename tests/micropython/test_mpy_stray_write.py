@@ -1,7 +1,7 @@
 """Issue 15 item 5 on a board's runtime: examples/micropython_device.py, unchanged, on the
 MicroPython unix port and on CPython, against the local cloud.  Its "sw1" is registered with
 value=None; a stray "x" from the cloud reaches on_write, and the next `true` must reach it too
-(records.py: no value fixes the type of an untyped property).  Before the fix the "x" fixed
+(records/property.py: no value fixes the type of an untyped property).  Before the fix the "x" fixed
 sw1 as a str and every later true was refused ("expected str, got bool")."""
 
 import sys

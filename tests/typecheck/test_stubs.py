@@ -1,7 +1,7 @@
 """The type stubs (src/arduino_iot_cloud/*.pyi): shipped in the wheel and not to boards,
 used by mypy --strict on a user's script, and in step with the runtime objects.
 
-client.py and records.py run on MicroPython too, where annotations cost memory on every
+client.py and records/ run on MicroPython too, where annotations cost memory on every
 board, so the public API's types live in stub files beside the modules they describe.
 """
 
@@ -26,7 +26,13 @@ STUBS = {  # module -> its stub
     "arduino_iot_cloud.cadata": PKG / "cadata.pyi",
     "arduino_iot_cloud.client": PKG / "client.pyi",
     "arduino_iot_cloud.errors": PKG / "errors.pyi",
-    "arduino_iot_cloud.records": PKG / "records.pyi",
+    "arduino_iot_cloud.records": PKG / "records" / "__init__.pyi",
+    "arduino_iot_cloud.records.catalogue": PKG / "records" / "catalogue.pyi",
+    "arduino_iot_cloud.records.kinds": PKG / "records" / "kinds.pyi",
+    "arduino_iot_cloud.records.property": PKG / "records" / "property.pyi",
+    "arduino_iot_cloud.records.registry": PKG / "records" / "registry.pyi",
+    "arduino_iot_cloud.records.schedule": PKG / "records" / "schedule.pyi",
+    "arduino_iot_cloud.records.task": PKG / "records" / "task.pyi",
     "arduino_iot_cloud.sealing": PKG / "sealing" / "__init__.pyi",
     "arduino_iot_cloud.version": PKG / "version.pyi",
 }
@@ -225,6 +231,7 @@ def test_the_package_exports_what_its_stub_declares():
     runtime = {n for n in dir(arduino_iot_cloud)
                if _public(n) and not inspect.ismodule(getattr(arduino_iot_cloud, n))}
     runtime |= {"SealingContext", "__version__"}  # imported on first use
+    runtime |= set(arduino_iot_cloud._COMPOSITES)  # imported on first use too (records/__init__.py)
     assert set(_stub_names(_stub("arduino_iot_cloud"))) == runtime
 
 
@@ -330,8 +337,19 @@ def _instance(cls):
     return None
 
 
+def _stub_classes():
+    """The classes of every stub by name: a base class may be in another stub (records/)."""
+    classes = {}
+    for module_name in STUBS:
+        for name, node in _stub_names(_stub(module_name)).items():
+            if isinstance(node, ast.ClassDef):
+                classes[name] = node
+    return classes
+
+
 def test_every_stub_matches_its_runtime_module():
     problems = []
+    classes = _stub_classes()
     for module_name in STUBS:
         module = __import__(module_name, fromlist=["_"])
         tree_names = _stub_names(_stub(module_name))
@@ -344,7 +362,7 @@ def test_every_stub_matches_its_runtime_module():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 _check_function(where, [node], obj, problems)
             elif isinstance(node, ast.ClassDef):
-                _check_class(where, node, obj, tree_names, problems)
+                _check_class(where, node, obj, dict(tree_names, **classes), problems)
     assert not problems, "\n".join(problems)
 
 

@@ -4,7 +4,7 @@ and the dashboard): a value must keep the type of the property.
 The local cloud has no declared types, so it takes a property's type from the value the
 device itself last reported, never from a write: a stray ``set DEV sw1 '"x"'`` must not
 lock the property so that ``set DEV sw1 true`` is refused next (the device follows the
-same principle, see records.py).  A property the device has not reported takes any
+same principle, see records/property.py).  A property the device has not reported takes any
 plain value.  No I/O here: the callers pass the reference value.
 """
 

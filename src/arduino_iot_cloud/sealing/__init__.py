@@ -95,7 +95,7 @@ class SealingContext:
         try:
             plaintext = message.encode_value(value)
         except TypeError as e:
-            from ..records import ValueTypeError
+            from ..errors import ValueTypeError
 
             raise ValueTypeError("property %s: %s" % (name, e))
         seq = self.state.next_sequence()  # written to the state file first when a block is used up

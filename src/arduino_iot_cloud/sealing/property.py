@@ -14,8 +14,9 @@
 # it keeps what it has).
 
 from ..compat import getLogger
-from ..errors import UnsealError
-from ..records import Property, ValueTypeError, coerce, declared_kind
+from ..errors import UnsealError, ValueTypeError
+from ..records.kinds import coerce, declared_kind
+from ..records.property import Property
 from . import message
 
 log = getLogger("arduino_iot_cloud.sealing")
@@ -31,7 +32,7 @@ class SealedProperty(Property):
             raise ValueTypeError("sealed property %s: a bool, int, float or str" % name)
         kind, value = declared_kind(name, type, value, _PLAIN)
         Property.__init__(self, name, None, on_read, on_write, interval)
-        self.kind = kind  # None: untyped, as for any property (records.py)
+        self.kind = kind  # None: untyped, as for any property (records/property.py)
         self.context = context
         self.text = None  # the sealed text of the current value
         if value is not None:
@@ -58,7 +59,7 @@ class SealedProperty(Property):
 
     def apply_remote(self, field, value, last_values):
         if last_values and self.dirty:
-            return False  # the device's own change wins (records.py)
+            return False  # the device's own change wins (records/property.py)
         if not isinstance(value, str):
             raise UnsealError(message.PLAIN_VALUE, "a %s where a sealed string belongs" % type(value).__name__)
         try:
@@ -71,7 +72,7 @@ class SealedProperty(Property):
         if repeat and not last_values:
             log.info("sealed value of %s delivered again: already applied", self.name)
             return None
-        try:  # untyped (kind None): any plain value, the latest wins (records.py)
+        try:  # untyped (kind None): any plain value, the latest wins (records/property.py)
             plain = coerce(self.kind, plain)
         except ValueTypeError as e:
             raise UnsealError(message.MALFORMED, "property %s: %s" % (self.name, e))

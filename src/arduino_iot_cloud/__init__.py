@@ -20,6 +20,13 @@ ArduinoCloudObject = Property
 # composite does not load them.
 _COMPOSITES = ("Color", "ColoredLight", "DimmedLight", "Location", "Schedule", "Television")
 
+# What `from arduino_iot_cloud import *` gives, the composites included (CPython
+# asks __getattr__ for them).
+__all__ = ("CADATA", "ArduinoCloudClient", "ArduinoCloudObject", "Property", "Task", "__version__",
+           "AttachTimeout", "CloudError", "ConfigError", "ConnectRefused", "DecodeError", "LocalError",
+           "RemoteError", "SubscribeRefused", "TLSError", "TransportError", "UnsealError",
+           "ValueTypeError") + _COMPOSITES
+
 
 def __getattr__(name):
     # SealingContext is imported on first use, so a device without sealed

@@ -85,3 +85,14 @@ def test_composite_types_load_on_first_use(runtime, watched):
     out = _run_code(_runtime(runtime), watched, code)
     assert "early []" in out and "late ['catalogue', 'schedule']" in out, out
     assert "1.0 False 255 (1, 0)" in out, out
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_a_star_import_still_gives_the_composite_types(runtime, watched):
+    # A 1.4.1 script may `from arduino_iot_cloud import *`: the package's __all__
+    # names the composites, which are not in its globals until first use.
+    code = ("from arduino_iot_cloud import *\n"
+            "print(ArduinoCloudClient.__name__, Location.__name__, Schedule.__name__, ColoredLight.__name__, "
+            "ArduinoCloudObject is Property)\n")
+    out = _run_code(_runtime(runtime), watched, code)
+    assert "ArduinoCloudClient Location Schedule ColoredLight True" in out, out

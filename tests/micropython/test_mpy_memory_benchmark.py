@@ -24,7 +24,7 @@ def test_quick_memory_benchmark_prints_figures(mpy, local_cloud, tmp_path):
     report = "stdout:\n%s\nstderr (tail):\n%s" % (proc.stdout, proc.stderr[-3000:])
     assert proc.returncode == 0, report
     out = proc.stdout
-    for text in ("| Import cost", "library total (as installed)", "peak during attach", "peak in steady state",
+    for text in ("| Import cost", "what every device loads", "peak during attach", "peak in steady state",
                  "Churn: 1000 writes in, 1000 values out", "Smallest -X heapsize", "Target: the client's own"):
         assert text in out, report
     line = [ln for ln in out.splitlines() if ln.startswith("1.4.1: ")]

@@ -129,10 +129,9 @@ def measure_imports(work, compiled):
     # imports: what every device loads.  (Not the composite types, sealing, OTA:
     # they load on first use.)
     full = make_library_copy(os.path.join(work, "full-" + kind), False, compiled)
-    loaded = CONSTRUCTOR_LOADS
-    r = run_mpy([DEVICE, "imports"] + list(RUNTIME_MODULES) + list(loaded), mpy_env(full), timeout=60)
+    r = run_mpy([DEVICE, "imports"] + list(RUNTIME_MODULES) + list(CONSTRUCTOR_LOADS), mpy_env(full), timeout=60)
     whole = parse_mem(r.stdout)
-    total = sum(whole.get("import:" + n, 0) for n in loaded)
+    total = sum(whole.get("import:" + n, 0) for n in CONSTRUCTOR_LOADS)
     return {"modules": lib, "runtime_modules": runtime, "library_total": total, "lib_dir": full}
 
 

@@ -108,6 +108,10 @@ class Engine:
         report = log.error if isinstance(error, ConnectRefused) else log.warning
         report("%s; next attempt in %d ms", str(error), wait)
 
+    def _skipped(self, topic, size, limit):
+        """A message over the packet limit was dropped as it came; the link stays up."""
+        log.warning("skipped a message of %d bytes on %s: larger than the maximum of %d", size, topic, limit)
+
     def _logged_in(self, link, now):
         log.info("logged in to the broker")
         self.backoff.connected(now)

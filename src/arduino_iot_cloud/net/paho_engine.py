@@ -46,6 +46,7 @@
 
 from __future__ import annotations
 
+import builtins
 import ssl
 import threading
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -115,8 +116,10 @@ class _Refused(OSError):
 class _InboundGuard:
     """Follows the MQTT framing of what paho reads from one connection.
 
-    feed() sees every byte paho reads, in order, and raises _Refused (keeping
-    the reason in `error`) at the first byte that makes a packet unacceptable.
+    _GuardedSocket reads each fixed header whole into `head` before paho sees
+    any of it; take_header() checks it and raises _Refused (keeping the reason
+    in `error`) for a packet that is unacceptable, or begins the drop of an
+    oversized PUBLISH.  body_read() counts the body bytes paho reads after it.
     """
 
     def __init__(self, max_size: int) -> None:
@@ -126,14 +129,11 @@ class _InboundGuard:
         self.packets = 0         # complete packets read, ever
         self.stop_at = 0         # with packets at this count, read no further (0: no limit)
         self._connack_seen = False
-        self._in_length = False  # reading the remaining length of a fixed header
-        self._length = 0
-        self._shift = 0
-        self._remaining = 0      # body bytes of the current packet still to come
-        # The next fixed header, read ahead of paho by _GuardedSocket, and an
-        # oversized PUBLISH being dropped: its bytes still to come, and its
+        self.head = b""          # the next fixed header, as far as it is read
+        self.held = b""          # a checked fixed header, not yet all handed to paho
+        self.body_left = 0       # body bytes of the current packet still to come
+        # An oversized PUBLISH being dropped: its bytes still to come, and its
         # first bytes (topic length, topic, packet id) kept for the log.
-        self.head = b""
         self.drop_left = 0
         self._drop_first = 0
         self._drop_size = 0
@@ -142,47 +142,13 @@ class _InboundGuard:
         # to log and acknowledge.
         self.skipped: List[Tuple[str, int, Optional[int]]] = []
 
-    def feed(self, data: Any) -> None:
-        if self.error is not None:
-            raise _Refused(str(self.error))
-        i = 0
-        n = len(data)
-        while i < n:
-            if self._remaining:
-                take = min(self._remaining, n - i)
-                self._remaining -= take
-                i += take
-                if not self._remaining:
-                    self.packets += 1
-                continue
-            byte = data[i]
-            i += 1
-            if not self._in_length:
-                self._packet_type(byte)
-                self._in_length = True
-                continue
-            self._length |= (byte & 0x7F) << self._shift
-            self._shift += 7
-            if byte & 0x80:
-                if self._shift > 21:
-                    self._refuse("MQTT remaining length uses more than 4 bytes")
-                continue
-            if self._length > self.max_size:
-                self._refuse("MQTT packet of %d bytes exceeds the maximum of %d" % (self._length, self.max_size))
-            self._remaining = self._length
-            if not self._length:
-                self.packets += 1
-            self._in_length = False
-            self._length = 0
-            self._shift = 0
-
     def may_read(self) -> bool:
         """False between two packets once this step's budget is spent."""
         return not (self.stop_at and self.packets >= self.stop_at and self.between_packets())
 
     def between_packets(self) -> bool:
         """True when what paho reads next is the first byte of a packet."""
-        return not self._remaining and not self._in_length
+        return not self.body_left and not self.held
 
     def head_length(self) -> Optional[int]:
         """The remaining length announced by the header in `head`; None until it is complete."""
@@ -198,28 +164,46 @@ class _InboundGuard:
             length |= (head[i] & 0x7F) << (7 * (i - 1))
         return length
 
-    def oversized_publish(self, length: int) -> bool:
-        """For a complete header in `head`: True (and the drop begins) when it
-        announces a PUBLISH larger than max_size.  A packet it would refuse
-        anyway (before the CONNACK, QoS 2) is refused here."""
-        first = self.head[0]
-        if first & 0xF0 != _PUBLISH or length <= self.max_size:
-            return False
+    def take_header(self, length: int) -> bool:
+        """Check the complete header in `head`, announcing `length` body bytes.
+        True: it is held for paho.  False: it announced a PUBLISH larger than
+        max_size, whose bytes are now to be dropped."""
+        head, self.head = self.head, b""
+        first = head[0]
         self._packet_type(first)
-        self.head = b""
-        self.drop_left = self._drop_size = length
-        self._drop_first = first
-        self._drop_head = bytearray()
+        if length > self.max_size:
+            if first & 0xF0 != _PUBLISH:
+                self._refuse("MQTT packet of %d bytes exceeds the maximum of %d" % (length, self.max_size))
+            self.drop_left = self._drop_size = length
+            self._drop_first = first
+            self._drop_head = bytearray()
+            return False
+        self.held = head
+        self.body_left = length
+        if not length:
+            self.packets += 1
         return True
+
+    def hand_out(self, n: int) -> bytes:
+        """Up to n bytes of the held header, for paho."""
+        got, self.held = self.held[:n], self.held[n:]
+        return got
+
+    def body_read(self, n: int) -> None:
+        self.body_left -= n
+        if not self.body_left:
+            self.packets += 1
 
     def dropped(self, data: bytes) -> None:
         """Bytes of the oversized PUBLISH read and dropped; its first bytes are kept."""
         self.drop_left -= len(data)
         head = self._drop_head
-        while data and len(head) < self._drop_head_size():
-            take = self._drop_head_size() - len(head)
+        need = self._drop_head_size()
+        while data and len(head) < need:
+            take = need - len(head)
             head += data[:take]
             data = data[take:]
+            need = self._drop_head_size()
         if self.drop_left:
             return
         topic_end = 2 + ((head[0] << 8) | head[1])
@@ -268,45 +252,44 @@ class _GuardedSocket(ssl.SSLSocket):
     """paho's TLS socket: what it reads passes through the connection's guard.
 
     recv() and recv_into() both read through read(), so the guard sits there.
-    Each packet's fixed header is read ahead of paho (whole, before paho sees
-    its first byte), so that an oversized PUBLISH can be dropped unseen."""
+    Each packet's fixed header is read whole and checked before paho sees its
+    first byte, so that an oversized PUBLISH can be dropped unseen."""
 
     guard: Optional[_InboundGuard] = None
-    _held = b""  # a fixed header read ahead, not yet all handed to paho
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 (SSLSocket's names)
         guard = self.guard
         if guard is None:
             return super().read(len, buffer)
+        if guard.error is not None:
+            raise _Refused(str(guard.error))
         if not guard.may_read():
             # paho takes this as "nothing to read yet" and reads nothing of the
             # next packet: it stays buffered for the next step.
             raise ssl.SSLWantReadError("the packets of this step are read")
-        if not self._held and guard.between_packets():
-            self._held = self._next_header(guard)  # b"": the broker closed the connection
-            if not self._held:
-                return b"" if buffer is None else 0
-        if self._held:
-            got = self._held[:len]
-            self._held = self._held[len:]
-            guard.feed(got)
+        if guard.between_packets() and not self._next_header(guard):
+            return b"" if buffer is None else 0  # the broker closed the connection
+        # (`len` is SSLSocket's name for the size asked for: builtins.len measures)
+        if guard.held:
+            got = guard.hand_out(len)
             if buffer is None:
                 return got
-            buffer[:len(got)] = got
-            return len(got)
-        got = super().read(len, buffer)  # bytes; with a buffer, how many bytes went into it
-        guard.feed(got if buffer is None else memoryview(buffer)[:got])
+            buffer[:builtins.len(got)] = got
+            return builtins.len(got)
+        got = super().read(min(len, guard.body_left), buffer)  # bytes; with a buffer, how many went into it
+        guard.body_read(got if buffer is not None else builtins.len(got))
         return got
 
-    def _next_header(self, guard: _InboundGuard) -> bytes:
-        """The next packet's whole fixed header; an oversized PUBLISH on the
-        way is read and dropped.  SSLWantReadError while bytes are to come
-        (what is read so far stays in the guard)."""
+    def _next_header(self, guard: _InboundGuard) -> bool:
+        """Read the next packet's whole fixed header into the guard; an
+        oversized PUBLISH on the way is read and dropped.  False at the end
+        of the connection; SSLWantReadError while bytes are to come (what is
+        read so far stays in the guard)."""
         while True:
             while guard.drop_left:
                 data = super().read(min(guard.drop_left, _DROP_CHUNK))
                 if not data:
-                    return b""
+                    return False
                 guard.dropped(data)
                 if not guard.drop_left:
                     # paho's read ends here, so that step() acknowledges the
@@ -316,13 +299,11 @@ class _GuardedSocket(ssl.SSLSocket):
             while length is None:
                 byte = super().read(1)
                 if not byte:
-                    return b""
+                    return False
                 guard.head += byte
                 length = guard.head_length()
-            if not guard.oversized_publish(length):
-                head = guard.head
-                guard.head = b""
-                return head
+            if guard.take_header(length):
+                return True
 
 
 class _PahoContext(ssl.SSLContext):
@@ -636,8 +617,7 @@ class PahoEngine(Engine):
         """Log each oversized PUBLISH the guard dropped; acknowledge it if QoS 1,
         as MQTTProtocol does: the broker must not send it again."""
         for topic, size, pid in guard.skipped:
-            log.warning("skipped a message of %d bytes on %s: larger than the maximum of %d",
-                        size, topic, guard.max_size)
+            self._skipped(topic, size, guard.max_size)
             if pid is not None:
                 # paho has no public call to acknowledge a message it never saw.
                 self.client._send_puback(pid)

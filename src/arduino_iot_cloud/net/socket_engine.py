@@ -151,8 +151,7 @@ class SocketEngine(Engine):
                 elif kind == EV_CONNECTED:
                     self._logged_in(mqtt, now)
                 elif kind == EV_SKIPPED:  # the link stays up; the message is lost
-                    log.warning("skipped a message of %d bytes on %s: larger than the maximum of %d",
-                                event[2], event[1], mqtt.max_packet_size)
+                    self._skipped(event[1], event[2], mqtt.max_packet_size)
 
     def flush(self, now):
         """Send queued bytes; what the socket does not take now stays queued."""
